@@ -1,0 +1,1 @@
+"""Verity: FHIR-integrated verification of dispensed pills and imaging studies."""

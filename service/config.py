@@ -1,0 +1,189 @@
+"""Typed settings from the environment (prefix VERITY_, nested groups joined by `__`).
+
+Built once in the app factory or CLI, never at import time. Refuses unsafe values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "changethis", "change-me", "secret", "password", "example", "todo", "xxx"}
+)
+
+
+class ConfigError(ValueError):
+    """Configuration that Verity refuses to start with."""
+
+
+class DbSettings(BaseModel):
+    """PostgreSQL: external via DATABASE_URL, else an embedded server under data_dir."""
+
+    url: SecretStr | None = None
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(10, ge=1)
+    pool_timeout_s: float = Field(10.0, gt=0, description="wait for a free connection")
+    connect_timeout_s: int = Field(5, ge=1)
+    max_lifetime_s: float = Field(1800.0, gt=0)
+    max_idle_s: float = Field(300.0, gt=0)
+    statement_timeout_ms: int = Field(30_000, ge=100)
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8420, ge=1, le=65535)
+    max_request_bytes: int = Field(40 * 1024 * 1024, ge=1024)
+
+
+class AuthSettings(BaseModel):
+    """Inbound bearer tokens: Verity as an OAuth resource server."""
+
+    enabled: bool = True
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    algorithms: list[str] = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384"]
+    leeway_s: int = Field(30, ge=0, le=300)
+    jwks_cache_s: int = Field(3600, ge=10)
+    jwks_min_refresh_s: int = Field(30, ge=1)
+    http_timeout_s: float = Field(5.0, gt=0)
+
+
+class FhirSettings(BaseModel):
+    """Outbound: the EHR's FHIR R4 server and Verity's SMART Backend Services credentials."""
+
+    base_url: str | None = None
+    client_id: str | None = None
+    private_key_file: Path | None = None
+    private_key: SecretStr | None = None
+    key_id: str | None = None
+    signing_alg: Literal["RS384", "ES384"] = "RS384"
+    scopes: str = (
+        "system/MedicationRequest.rs system/Medication.rs system/Patient.rs "
+        "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.cru "
+        "system/DiagnosticReport.cru system/Observation.cru system/Provenance.cr system/Device.cru"
+    )
+    timeout_s: float = Field(15.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    max_pages: int = Field(50, ge=1)
+
+
+class ModelSettings(BaseModel):
+    """ONNX Runtime sessions, loaded once at start-up."""
+
+    dir: Path | None = None
+    intra_op_threads: int = Field(2, ge=1)
+    inter_op_threads: int = Field(1, ge=1)
+    embedder: str = "efficientnet-lite0"
+    ocr: bool = True
+
+
+class LimitSettings(BaseModel):
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=10_000)
+    max_image_dimension: int = Field(10_000, ge=64)
+    min_image_dimension: int = Field(32, ge=8)
+    max_pills_per_photo: int = Field(5, ge=1)
+    max_photos_per_request: int = Field(6, ge=1)
+    max_dicom_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    max_dicom_frames: int = Field(1000, ge=1)
+
+
+class DecisionSettings(BaseModel):
+    """Score bands: >= match is MATCH, >= review is UNCERTAIN, below is MISMATCH."""
+
+    match_threshold: float = Field(0.85, ge=0, le=1)
+    review_threshold: float = Field(0.70, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DecisionSettings:
+        if self.review_threshold > self.match_threshold:
+            raise ValueError("decision.review_threshold must not exceed decision.match_threshold")
+        return self
+
+
+class OutboxSettings(BaseModel):
+    relay_enabled: bool = True
+    poll_interval_s: float = Field(1.0, gt=0)
+    batch_size: int = Field(20, ge=1)
+    max_attempts: int = Field(10, ge=1)
+    backoff_base_s: float = Field(2.0, gt=0)
+    backoff_max_s: float = Field(600.0, gt=0)
+    write_match: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VERITY_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    environment: Literal["production", "development", "test"] = "production"
+    data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("verity"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    database_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "VERITY_DATABASE_URL")
+    )
+    db: DbSettings = DbSettings()
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    fhir: FhirSettings = FhirSettings()
+    models: ModelSettings = ModelSettings()
+    limits: LimitSettings = LimitSettings()
+    decision: DecisionSettings = DecisionSettings()
+    outbox: OutboxSettings = OutboxSettings()
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        for name, value in self._secrets():
+            if value.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name} is a placeholder value; set a real secret")
+        if not self.auth.enabled and not is_loopback(self.server.host):
+            raise ValueError(
+                f"refusing to serve on non-loopback address {self.server.host!r} with auth "
+                "disabled; enable VERITY_AUTH__ENABLED or bind to 127.0.0.1"
+            )
+        return self
+
+    def _secrets(self) -> list[tuple[str, str]]:
+        found = []
+        if self.fhir.private_key is not None:
+            found.append(("VERITY_FHIR__PRIVATE_KEY", self.fhir.private_key.get_secret_value()))
+        return found
+
+    @property
+    def effective_database_url(self) -> str | None:
+        """DATABASE_URL wins over VERITY_DB__URL; None means embedded."""
+        chosen = self.database_url or self.db.url
+        return chosen.get_secret_value() if chosen else None
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation failures into ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
