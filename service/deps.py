@@ -1,0 +1,33 @@
+"""Annotated dependency aliases that read long-lived resources from app.state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Request
+from psycopg_pool import PoolTimeout
+
+from service.config import Settings as SettingsModel
+from service.errors import DatabaseUnavailable
+
+
+def _settings(request: Request) -> SettingsModel:
+    settings: SettingsModel = request.app.state.settings
+    return settings
+
+
+async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection for one request; pool exhaustion is a retryable 503."""
+    try:
+        async with request.app.state.db.pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        raise DatabaseUnavailable("no database connection free in time") from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable("database connection failed") from exc
+
+
+Settings = Annotated[SettingsModel, Depends(_settings)]
+DbConn = Annotated[psycopg.AsyncConnection, Depends(_conn)]
