@@ -59,10 +59,10 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
     """A connection inside a transaction that is rolled back after the test."""
     from pgvector.psycopg import register_vector_async
 
-    async with await psycopg.AsyncConnection.connect(db_url) as c:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
         await register_vector_async(c)
-        yield c
-        await c.rollback()
+        async with c.transaction(force_rollback=True):
+            yield c
 
 
 @pytest.fixture
