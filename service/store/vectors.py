@@ -85,7 +85,7 @@ async def knn(
 ) -> list[StoredView]:
     """Nearest reference views by cosine distance, only among this model version's vectors."""
     dim = int(query.shape[0])
-    where = [sql.SQL("model_version = {}").format(sql.Literal(model_version))]
+    where: list[sql.Composable] = [sql.SQL("model_version = {}").format(sql.Literal(model_version))]
     args: list[Any] = []
     if product_ids is not None:
         where.append(sql.SQL("product_id = ANY(%s)"))
