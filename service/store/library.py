@@ -11,7 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from service.errors import ProductExists, UnknownProduct
-from service.verify.catalog import Ingredient, clinical_drug_key
+from service.verify.catalog import Ingredient, clinical_drug_key, same_clinical_drug
+from service.verify.orders import OrderedDrug, ndc_product_code
 
 
 @dataclass
@@ -60,19 +61,21 @@ def _row_to_product(row: dict[str, Any]) -> Product:
 
 def _params(p: Product) -> tuple[Any, ...]:
     ingredients = json.dumps([{"name": i.name, "strength": i.strength} for i in p.ingredients])
+    ndc_products = sorted({c for n in p.ndcs if (c := ndc_product_code(n))})
     return (
-        p.id, p.name, p.ndcs, p.rxcui, ingredients, p.clinical_drug, p.dose_form, p.imprint,
-        p.imprint_source, p.colors, p.shape, p.size_mm, p.labeler,
+        p.id, p.name, p.ndcs, ndc_products, p.rxcui, ingredients, p.clinical_drug, p.dose_form,
+        p.imprint, p.imprint_source, p.colors, p.shape, p.size_mm, p.labeler,
     )  # fmt: skip
 
 
 _INSERT = """
-INSERT INTO product (id, name, ndcs, rxcui, ingredients, clinical_drug, dose_form, imprint,
-                     imprint_source, colors, shape, size_mm, labeler)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO product (id, name, ndcs, ndc_products, rxcui, ingredients, clinical_drug, dose_form,
+                     imprint, imprint_source, colors, shape, size_mm, labeler)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 _UPSERT_TAIL = """
 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, ndcs = EXCLUDED.ndcs,
+    ndc_products = EXCLUDED.ndc_products,
     rxcui = EXCLUDED.rxcui, ingredients = EXCLUDED.ingredients,
     clinical_drug = EXCLUDED.clinical_drug, dose_form = EXCLUDED.dose_form,
     imprint = EXCLUDED.imprint, imprint_source = EXCLUDED.imprint_source,
@@ -217,3 +220,28 @@ async def set_ocr_imprint(conn: psycopg.AsyncConnection, product_id: str, imprin
            WHERE id = %s AND (imprint IS NULL OR imprint_source = 'ocr')""",
         (imprint, product_id),
     )
+
+
+async def products_for_order(conn: psycopg.AsyncConnection, drug: OrderedDrug) -> list[Product]:
+    """Every library product of the ordered clinical drug: matched by RxCUI, NDC product code
+    or ingredients + strengths, then widened to all products with the same clinical drug."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""SELECT {_COLUMNS} FROM product
+                WHERE rxcui = ANY(%s) OR ndc_products && %s OR clinical_drug = %s""",
+            (drug.rxcuis, drug.ndc_products, drug.clinical_drug),
+        )
+        direct = [_row_to_product(r) for r in await cur.fetchall()]
+        keys = {p.clinical_drug for p in direct if p.clinical_drug}
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM product WHERE clinical_drug = ANY(%s)", (sorted(keys),)
+        )
+        widened = [_row_to_product(r) for r in await cur.fetchall()]
+    found = {p.id: p for p in direct}
+    for p in widened:
+        if any(same_clinical_drug(p.clinical_drug, d.clinical_drug, p.dose_form, d.dose_form)
+               for d in direct):  # fmt: skip
+            found.setdefault(p.id, p)
+    if drug.dose_form:
+        found = {k: p for k, p in found.items() if not p.dose_form or p.dose_form == drug.dose_form}
+    return sorted(found.values(), key=lambda p: p.id)
