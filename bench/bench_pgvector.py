@@ -53,10 +53,10 @@ async def _load(conn: psycopg.AsyncConnection, data: np.ndarray, owner: np.ndarr
             "COPY reference_embedding (image_id, product_id, model_version, view, embedding)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(["int8", "text", "text", "int4", "vector"])
+            copy.set_types(["int8", "text", "text", "text", "vector"])
             for i, vec in enumerate(data):
                 p = int(owner[i])
-                await copy.write_row((p + 1, f"p{p}", MODEL, i % VIEWS_PER_PRODUCT, vec))
+                await copy.write_row((p + 1, f"p{p}", MODEL, str(i % VIEWS_PER_PRODUCT), vec))
 
 
 def _exact(data: np.ndarray, owner: np.ndarray, q: np.ndarray, k: int, allowed: set[int] | None):
@@ -87,7 +87,7 @@ async def run_size(url: str, n: int, dim: int, n_queries: int) -> None:
         await conn.execute("ANALYZE reference_embedding")
         row_ids = {}  # (image_id, view) -> row index in data
         for i in range(n):
-            row_ids[(int(owner[i]) + 1, i % VIEWS_PER_PRODUCT)] = i
+            row_ids[(int(owner[i]) + 1, str(i % VIEWS_PER_PRODUCT))] = i
         n_products = int(owner.max()) + 1
         for label, fraction in (("no filter", None), ("filter 2% of products", 0.02)):
             lat, recalls = [], []

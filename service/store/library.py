@@ -41,7 +41,7 @@ class StoredView:
 
     product_id: str
     image_id: int
-    view: int
+    view: str
     embedding: np.ndarray
     features: dict[str, Any]
     imprint_read: str | None

@@ -47,7 +47,7 @@ async def add_views(
     image_id: int,
     product_id: str,
     model_version: str,
-    views: Iterable[tuple[int, np.ndarray, dict[str, Any], str | None]],
+    views: Iterable[tuple[str, np.ndarray, dict[str, Any], str | None]],
 ) -> int:
     """Store (view, embedding, features, imprint_read) rows; replaces earlier ones."""
     rows = [
@@ -128,7 +128,7 @@ def _to_view(row: Sequence[Any]) -> StoredView:
     return StoredView(
         product_id=product_id,
         image_id=int(image_id),
-        view=int(view),
+        view=str(view),
         embedding=vec.astype(np.float32),
         features=features,
         imprint_read=imprint,

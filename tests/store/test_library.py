@@ -89,7 +89,7 @@ async def test_search_never_mixes_model_versions(conn):
     image_id, _ = await library.add_reference_image(
         conn, "p000", sha256="z" * 64, width=1, height=1
     )
-    await vectors.add_views(conn, image_id, "p000", "other@1", [(0, centers["p003"], {}, None)])
+    await vectors.add_views(conn, image_id, "p000", "other@1", [("front/rot0", centers["p003"], {}, None)])
     hits = await vectors.knn(conn, "other@1", centers["p003"], k=10)
     assert [(h.product_id, h.image_id) for h in hits] == [("p000", image_id)]
     assert len(await vectors.views_for_products(conn, MODEL, ["p003"])) == 3
