@@ -104,7 +104,7 @@ async def run_size(url: str, n: int, dim: int, n_queries: int) -> None:
                 t0 = time.perf_counter()
                 hits = await vectors.knn(conn, MODEL, q, k=10, product_ids=ids, ef_search=100)
                 lat.append((time.perf_counter() - t0) * 1000)
-                got = {row_ids[(h.image_id, h.view)] for h in hits}
+                got = {row_ids[(int(v.image_id), v.view)] for v, _ in hits}
                 recalls.append(len(got & _exact(data, owner, q, 10, allowed)) / 10)
             lat.sort()
             print(

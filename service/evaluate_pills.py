@@ -52,13 +52,17 @@ class InMemoryReferenceStore:
 def load_products(dataset_dir: Path) -> dict[str, ProductInfo]:
     """labels.csv -> product id -> ProductInfo (name/strength define the clinical drug)."""
     with (dataset_dir / "labels.csv").open(newline="") as fh:
-        return {r["product_id"]: ProductInfo(r["product_id"], r.get("name") or None,
-                                             r.get("strength") or None)
-                for r in csv.DictReader(fh)}
+        return {
+            r["product_id"]: ProductInfo(
+                r["product_id"], r.get("name") or None, r.get("strength") or None
+            )
+            for r in csv.DictReader(fh)
+        }
 
 
-def plan(dataset_dir: Path, products: dict[str, ProductInfo]
-         ) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+def plan(
+    dataset_dir: Path, products: dict[str, ProductInfo]
+) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
     """(enrolment images, query photos) per the protocol, as (product_id, path) pairs."""
     enrol: list[tuple[str, Path]] = []
     queries: list[tuple[str, Path]] = []
@@ -77,8 +81,12 @@ def plan(dataset_dir: Path, products: dict[str, ProductInfo]
     return enrol, queries
 
 
-def evaluate(dataset_dir: Path, engine: PillEngine, store: ReferenceStore | None = None,
-             details: bool = False) -> dict[str, Any]:
+def evaluate(
+    dataset_dir: Path,
+    engine: PillEngine,
+    store: ReferenceStore | None = None,
+    details: bool = False,
+) -> dict[str, Any]:
     """Run the protocol; returns the headline figures (and per-query rows if `details`)."""
     products = load_products(dataset_dir)
     enrol, queries = plan(dataset_dir, products)
@@ -101,13 +109,25 @@ def evaluate(dataset_dir: Path, engine: PillEngine, store: ReferenceStore | None
         except ClientError as exc:
             error = exc.code
         ms = (time.perf_counter() - t0) * 1000.0
-        rows.append({"query": f"{pid}/{path.stem}", "product": pid, "enrolled": pid in enrolled,
-                     "ms": ms, "error": error, "ranked": ranked})
+        rows.append(
+            {
+                "query": f"{pid}/{path.stem}",
+                "product": pid,
+                "enrolled": pid in enrolled,
+                "ms": ms,
+                "error": error,
+                "ranked": ranked,
+            }
+        )
     return _score(rows, products, library, details)
 
 
-def _score(rows: list[dict[str, Any]], products: dict[str, ProductInfo],
-           library: dict[str, ProductInfo], details: bool) -> dict[str, Any]:
+def _score(
+    rows: list[dict[str, Any]],
+    products: dict[str, ProductInfo],
+    library: dict[str, ProductInfo],
+    details: bool,
+) -> dict[str, Any]:
     hits1 = hits5 = n_id = 0
     counts = {"tp": 0, "pos": 0, "fp": 0, "neg": 0, "uncertain": 0, "pairs": 0}
     for row in rows:
@@ -132,13 +152,18 @@ def _score(rows: list[dict[str, Any]], products: dict[str, ProductInfo],
                 counts["fp"] += band == "MATCH"
     ms = np.array([r["ms"] for r in rows]) if rows else np.zeros(1)
     out: dict[str, Any] = {
-        "products": len(library), "queries": len(rows), "identification_queries": n_id,
-        "top1": round(hits1 / max(n_id, 1), 4), "top5": round(hits5 / max(n_id, 1), 4),
+        "products": len(library),
+        "queries": len(rows),
+        "identification_queries": n_id,
+        "top1": round(hits1 / max(n_id, 1), 4),
+        "top5": round(hits5 / max(n_id, 1), 4),
         "true_accept_rate": round(counts["tp"] / max(counts["pos"], 1), 4),
         "false_accept_rate": round(counts["fp"] / max(counts["neg"], 1), 4),
         "uncertain_rate": round(counts["uncertain"] / max(counts["pairs"], 1), 4),
-        "true_accepts": counts["tp"], "positives": counts["pos"],
-        "false_accepts": counts["fp"], "negatives": counts["neg"],
+        "true_accepts": counts["tp"],
+        "positives": counts["pos"],
+        "false_accepts": counts["fp"],
+        "negatives": counts["neg"],
         "errors": sum(1 for r in rows if r["error"]),
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p95_ms": round(float(np.percentile(ms, 95)), 1),

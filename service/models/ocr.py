@@ -53,15 +53,20 @@ def read_imprint(engine: Any, rgb: np.ndarray, side_px: int, min_score: float = 
     h, w = rgb.shape[:2]
     scale = side_px / max(1, min(h, w))
     if abs(scale - 1.0) > 0.05:
-        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                         interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        rgb = cv2.resize(
+            rgb,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA,
+        )
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     result, _ = engine(bgr, text_score=min_score)
     if not result:
         return NO_READ
     # reading order: top to bottom, then left to right
-    lines = sorted(result, key=lambda r: (float(np.mean([p[1] for p in r[0]])),
-                                          float(np.mean([p[0] for p in r[0]]))))
+    lines = sorted(
+        result,
+        key=lambda r: (float(np.mean([p[1] for p in r[0]])), float(np.mean([p[0] for p in r[0]]))),
+    )
     texts, weights, scores = [], [], []
     for _box, text, score in lines:
         norm = normalise_text(str(text))

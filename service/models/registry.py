@@ -86,9 +86,7 @@ class ModelRegistry:
 
                 card = cards.get("rapidocr-ppocrv4")
                 version = card.version if card else "rapidocr-ppocrv4@unknown"
-                self._models["ocr"] = LoadedModel(
-                    "ocr", version, 0, 0, load_ocr(self.settings)
-                )
+                self._models["ocr"] = LoadedModel("ocr", version, 0, 0, load_ocr(self.settings))
         return self
 
     def _load_embedder(self, card: ModelCard) -> LoadedModel:
@@ -102,8 +100,9 @@ class ModelRegistry:
         path = next(iter(card.files))
         session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         shape = card.raw["input"]["shape"]
-        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), int(shape[2]),
-                           session)
+        return LoadedModel(
+            card.id, card.version, int(card.raw["output"]["dim"]), int(shape[2]), session
+        )
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model, or ModelNotLoaded (HTTP 503) so callers never see a None."""
@@ -122,8 +121,9 @@ class ModelRegistry:
         out: list[dict[str, object]] = []
         for name in wanted:
             m = self._models.get(name)
-            out.append({"name": name, "version": m.version if m else None,
-                        "loaded": bool(m and m.loaded)})
+            out.append(
+                {"name": name, "version": m.version if m else None, "loaded": bool(m and m.loaded)}
+            )
         return out
 
     def latency(self) -> dict[str, dict[str, float]]:

@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
@@ -33,19 +32,6 @@ class Product:
     @property
     def clinical_drug(self) -> str | None:
         return clinical_drug_key(self.ingredients)
-
-
-@dataclass(frozen=True)
-class StoredView:
-    """One embedded view of a reference image, as the ranker needs it."""
-
-    product_id: str
-    image_id: int
-    view: str
-    embedding: np.ndarray
-    features: dict[str, Any]
-    imprint_read: str | None
-    distance: float | None = None
 
 
 _COLUMNS = (
@@ -245,3 +231,10 @@ async def products_for_order(conn: psycopg.AsyncConnection, drug: OrderedDrug) -
     if drug.dose_form:
         found = {k: p for k, p in found.items() if not p.dose_form or p.dose_form == drug.dose_form}
     return sorted(found.values(), key=lambda p: p.id)
+
+
+async def get_products(conn: psycopg.AsyncConnection, ids: list[str]) -> dict[str, Product]:
+    """The products with these ids that exist (missing ids are simply absent)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {_COLUMNS} FROM product WHERE id = ANY(%s)", (ids,))
+        return {r["id"]: _row_to_product(r) for r in await cur.fetchall()}

@@ -13,7 +13,7 @@ import psycopg
 from pgvector import Vector
 from psycopg import sql
 
-from service.store.library import StoredView
+from service.verify.records import ReferenceView
 
 
 def _index_name(model_version: str) -> str:
@@ -82,8 +82,8 @@ async def knn(
     k: int = 20,
     product_ids: Sequence[str] | None = None,
     ef_search: int = 100,
-) -> list[StoredView]:
-    """Nearest reference views by cosine distance, only among this model version's vectors."""
+) -> list[tuple[ReferenceView, float]]:
+    """Nearest reference views and their cosine distances, only among this model version's."""
     dim = int(query.shape[0])
     where: list[sql.Composable] = [sql.SQL("model_version = {}").format(sql.Literal(model_version))]
     args: list[Any] = []
@@ -101,17 +101,17 @@ async def knn(
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cur = await conn.execute(query_sql, [Vector(query), *args, k])
         rows = await cur.fetchall()
-    hits = [_to_view(r) for r in rows]
     # relaxed_order may return slightly out of order; restore exact order.
-    return sorted(hits, key=lambda h: h.distance if h.distance is not None else 0.0)
+    return sorted(((_to_view(r[:-1], model_version), float(r[-1])) for r in rows),
+                  key=lambda hit: hit[1])  # fmt: skip
 
 
 async def views_for_products(
     conn: psycopg.AsyncConnection, model_version: str, product_ids: Sequence[str] | None = None
-) -> list[StoredView]:
+) -> list[ReferenceView]:
     """All stored views of the given products (all products if None), for exact re-ranking."""
     query = (
-        "SELECT product_id, image_id, view, embedding, features, imprint_read, NULL"
+        "SELECT product_id, image_id, view, embedding, features, imprint_read"
         " FROM reference_embedding WHERE model_version = %s"
     )
     args: list[Any] = [model_version]
@@ -119,18 +119,18 @@ async def views_for_products(
         query += " AND product_id = ANY(%s)"
         args.append(list(product_ids))
     cur = await conn.execute(query.encode() + b" ORDER BY product_id, image_id, view", args)
-    return [_to_view(r) for r in await cur.fetchall()]
+    return [_to_view(r, model_version) for r in await cur.fetchall()]
 
 
-def _to_view(row: Sequence[Any]) -> StoredView:
-    product_id, image_id, view, emb, features, imprint, distance = row
+def _to_view(row: Sequence[Any], model_version: str) -> ReferenceView:
+    product_id, image_id, view, emb, features, imprint = row
     vec = emb.to_numpy() if isinstance(emb, Vector) else np.asarray(emb, dtype=np.float32)
-    return StoredView(
+    return ReferenceView(
         product_id=product_id,
-        image_id=int(image_id),
+        image_id=str(image_id),
         view=str(view),
         embedding=vec.astype(np.float32),
         features=features,
         imprint_read=imprint,
-        distance=None if distance is None else float(distance),
+        model_version=model_version,
     )

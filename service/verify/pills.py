@@ -29,8 +29,9 @@ class FusionModel:
     version: str = "fusion@manual"
 
     def logit(self, evidence: Mapping[str, float]) -> float:
-        return self.bias + sum(w * float(evidence[f]) for w, f in zip(self.weights, FEATURES,
-                                                                      strict=True))
+        return self.bias + sum(
+            w * float(evidence[f]) for w, f in zip(self.weights, FEATURES, strict=True)
+        )
 
 
 DEFAULT_FUSION = FusionModel(weights=(8.0, 1.0, -0.08, -4.0, 3.0), bias=-8.0)
@@ -45,9 +46,13 @@ def band_for(score: float, decision: DecisionSettings) -> Band:
     return "MISMATCH"
 
 
-def rank(query: QueryPill, references: Iterable[ReferenceView],
-         products: Mapping[str, ProductInfo], decision: DecisionSettings,
-         fusion: FusionModel = DEFAULT_FUSION) -> list[Candidate]:
+def rank(
+    query: QueryPill,
+    references: Iterable[ReferenceView],
+    products: Mapping[str, ProductInfo],
+    decision: DecisionSettings,
+    fusion: FusionModel = DEFAULT_FUSION,
+) -> list[Candidate]:
     """Every enrolled product, best first, with a calibrated score, band and evidence."""
     evidence = product_evidence(query, references)
     if not evidence:
@@ -65,24 +70,31 @@ def rank(query: QueryPill, references: Iterable[ReferenceView],
     for p, logit, prob in zip(ids, logits, p_product, strict=True):
         score = p_group[group_of[p]]
         ev = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in evidence[p].items()}
-        ev.update(logit=round(float(logit), 3), p_product=round(float(prob), 4),
-                  fusion=fusion.version)
+        ev.update(
+            logit=round(float(logit), 3), p_product=round(float(prob), 4), fusion=fusion.version
+        )
         out.append(Candidate(p, round(score, 6), band_for(score, decision), ev))
     out.sort(key=lambda c: (-c.score, -c.evidence["p_product"]))
     return out
 
 
-def verify(ranked: list[Candidate], prescribed: str, products: Mapping[str, ProductInfo],
-           decision: DecisionSettings) -> Verdict:
+def verify(
+    ranked: list[Candidate],
+    prescribed: str,
+    products: Mapping[str, ProductInfo],
+    decision: DecisionSettings,
+) -> Verdict:
     """Verdict for the prescribed product from an existing ranking (no re-scoring)."""
     top = ranked[:5]
     mine = next((c for c in ranked if c.product_id == prescribed), None)
     if mine is None:
         return Verdict(prescribed, "UNCERTAIN", 0.0, top, "prescribed product not in library")
     winner = ranked[0]
-    same = (products[winner.product_id].clinical_drug == products[prescribed].clinical_drug
-            if winner.product_id in products and prescribed in products
-            else winner.product_id == prescribed)
+    same = (
+        products[winner.product_id].clinical_drug == products[prescribed].clinical_drug
+        if winner.product_id in products and prescribed in products
+        else winner.product_id == prescribed
+    )
     if mine.band == "MATCH":
         reason = "prescribed clinical drug is the confident best match"
     elif same:

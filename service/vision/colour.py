@@ -16,8 +16,12 @@ MAX_GAIN = 1.8
 TWO_TONE_DELTA_E = 18.0  # two clusters closer than this are one colour with shading
 
 _NAMES = (  # (name, hue-angle range in degrees on the a*b* plane)
-    ("RED", -20.0, 40.0), ("ORANGE", 40.0, 65.0), ("YELLOW", 65.0, 105.0),
-    ("GREEN", 105.0, 200.0), ("BLUE", 200.0, 290.0), ("PURPLE", 290.0, 340.0),
+    ("RED", -20.0, 40.0),
+    ("ORANGE", 40.0, 65.0),
+    ("YELLOW", 65.0, 105.0),
+    ("GREEN", 105.0, 200.0),
+    ("BLUE", 200.0, 290.0),
+    ("PURPLE", 290.0, 340.0),
 )
 
 
@@ -65,8 +69,13 @@ def dominant_colours(rgb: np.ndarray, mask: np.ndarray) -> list[dict[str, float 
 def _describe(lab: np.ndarray, share: float) -> dict[str, float | str]:
     """JSON-ready colour: L*, a*, b*, share and a coarse name for the pharmacist."""
     L, a, b = (float(v) for v in lab)
-    return {"L": round(L, 2), "a": round(a, 2), "b": round(b, 2), "share": round(share, 3),
-            "name": colour_name(L, a, b)}
+    return {
+        "L": round(L, 2),
+        "a": round(a, 2),
+        "b": round(b, 2),
+        "share": round(share, 3),
+        "name": colour_name(L, a, b),
+    }
 
 
 def colour_name(L: float, a: float, b: float) -> str:

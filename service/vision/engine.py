@@ -40,8 +40,13 @@ class PhotoResult:
 class PillEngine:
     """Holds the loaded models and settings; every method is safe to call from many threads."""
 
-    def __init__(self, registry: ModelRegistry, limits: LimitSettings,
-                 decision: DecisionSettings, fusion: FusionModel = DEFAULT_FUSION) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        limits: LimitSettings,
+        decision: DecisionSettings,
+        fusion: FusionModel = DEFAULT_FUSION,
+    ) -> None:
         self.registry = registry
         self.limits = limits
         self.decision = decision
@@ -68,15 +73,24 @@ class PillEngine:
         if not regions:
             raise NoPillFound()
         if len(regions) > self.limits.max_pills_per_photo:
-            raise TooManyPills(f"{len(regions)} pills > {self.limits.max_pills_per_photo}",
-                               count=len(regions))
+            raise TooManyPills(
+                f"{len(regions)} pills > {self.limits.max_pills_per_photo}", count=len(regions)
+            )
         timings["find"] = _ms(t)
-        pills = [self._describe(rgb, r, regions, i, QUERY_TURNS, timings)
-                 for i, r in enumerate(regions)]
+        pills = [
+            self._describe(rgb, r, regions, i, QUERY_TURNS, timings) for i, r in enumerate(regions)
+        ]
         return PhotoResult(pills, timings)
 
-    def _describe(self, rgb: np.ndarray, region: PillRegion, regions: list[PillRegion],
-                  index: int, turns: tuple[float, ...], timings: dict[str, float]) -> QueryPill:
+    def _describe(
+        self,
+        rgb: np.ndarray,
+        region: PillRegion,
+        regions: list[PillRegion],
+        index: int,
+        turns: tuple[float, ...],
+        timings: dict[str, float],
+    ) -> QueryPill:
         t = time.perf_counter()
         others = np.zeros_like(region.mask)
         for r in regions:
@@ -97,8 +111,9 @@ class PillEngine:
         t = time.perf_counter()
         read = self._ocr(ocr_band(*crops[0]))
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
-        return QueryPill(embeddings, features, read.text or None, read.confidence,
-                         self.model_version, index)
+        return QueryPill(
+            embeddings, features, read.text or None, read.confidence, self.model_version, index
+        )
 
     def _ocr(self, crop: np.ndarray) -> ImprintRead:
         if not self.registry.settings.ocr:
@@ -107,27 +122,45 @@ class PillEngine:
         with self.registry.timed("ocr"):
             return read_imprint(ocr.runtime, crop, self.registry.settings.ocr_side_px)
 
-    def enrol_image(self, rgb: np.ndarray, product_id: str, image_id: str,
-                    view: str = "front") -> list[ReferenceView]:
+    def enrol_image(
+        self, rgb: np.ndarray, product_id: str, image_id: str, view: str = "front"
+    ) -> list[ReferenceView]:
         """Records for one reference image: its largest pill (else the frame) at four turns."""
         regions = find_pills(rgb) or [whole_frame_region(rgb)]
         pill = self._describe(rgb, regions[0], regions[:1], 0, REF_TURNS, {})
         return [
-            ReferenceView(product_id, image_id, f"{view}/rot{int(turn)}", pill.embeddings[i],
-                          pill.features, pill.imprint_read, pill.model_version)
+            ReferenceView(
+                product_id,
+                image_id,
+                f"{view}/rot{int(turn)}",
+                pill.embeddings[i],
+                pill.features,
+                pill.imprint_read,
+                pill.model_version,
+            )
             for i, turn in enumerate(REF_TURNS)
         ]
 
-    def identify(self, pill: QueryPill, references: Iterable[ReferenceView],
-                 products: Mapping[str, ProductInfo]) -> list[Candidate]:
+    def identify(
+        self,
+        pill: QueryPill,
+        references: Iterable[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> list[Candidate]:
         """Rank every enrolled product for one pill."""
         return rank(pill, references, products, self.decision, self.fusion)
 
-    def verify(self, pill: QueryPill, prescribed: str, references: Iterable[ReferenceView],
-               products: Mapping[str, ProductInfo]) -> Verdict:
+    def verify(
+        self,
+        pill: QueryPill,
+        prescribed: str,
+        references: Iterable[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> Verdict:
         """Is this pill the prescribed product (or the same clinical drug)?"""
-        return verify(self.identify(pill, references, products), prescribed, products,
-                      self.decision)
+        return verify(
+            self.identify(pill, references, products), prescribed, products, self.decision
+        )
 
 
 def _ms(t0: float) -> float:

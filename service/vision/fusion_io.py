@@ -20,5 +20,6 @@ def load_fusion(model_dir: Path | None = None) -> FusionModel:
     raw = json.loads(path.read_text())
     if tuple(raw["features"]) != FEATURES:
         raise ValueError(f"{path}: features {raw['features']} != {FEATURES}")
-    return FusionModel(tuple(float(w) for w in raw["weights"]), float(raw["bias"]),
-                       str(raw["version"]))
+    return FusionModel(
+        tuple(float(w) for w in raw["weights"]), float(raw["bias"]), str(raw["version"])
+    )

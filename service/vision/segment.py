@@ -59,8 +59,9 @@ def foreground_mask(small: np.ndarray) -> np.ndarray:
 
     d = dist(lab)
     noise = float(np.percentile(dist(border), 90))
-    otsu, _ = cv2.threshold(np.clip(d, 0, 255).astype(np.uint8), 0, 255,
-                            cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    otsu, _ = cv2.threshold(
+        np.clip(d, 0, 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
+    )
     colour = (d > max(otsu, 1.5 * noise, 10.0)).astype(np.uint8) * 255
     grey = cv2.cvtColor(blur, cv2.COLOR_RGB2GRAY)
     edges = cv2.dilate(cv2.Canny(grey, 20, 50), np.ones((3, 3), np.uint8))
@@ -77,8 +78,9 @@ def find_pills(rgb: np.ndarray) -> list[PillRegion]:
     """Every pill-like region, largest first; empty when nothing pill-like is in the frame."""
     h, w = rgb.shape[:2]
     scale = WORK_SIDE / max(h, w)
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
     sh, sw = small.shape[:2]
     mask = foreground_mask(small)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)

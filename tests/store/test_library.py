@@ -74,12 +74,12 @@ async def test_knn_finds_the_right_product_and_keeps_k_under_filter(conn):
     rng = np.random.default_rng(7)
     centers = await _seed(conn, 60, 16, rng)
     hits = await vectors.knn(conn, MODEL, centers["p017"], k=5)
-    assert hits[0].product_id == "p017" and len(hits) == 5
-    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+    assert hits[0][0].product_id == "p017" and len(hits) == 5
+    assert [d for _, d in hits] == sorted(d for _, d in hits)
     # A filter that excludes most rows still returns k results (iterative scan).
     only = ["p001", "p002", "p003", "p004"]
     filtered = await vectors.knn(conn, MODEL, centers["p017"], k=10, product_ids=only)
-    assert len(filtered) == 10 and {h.product_id for h in filtered} <= set(only)
+    assert len(filtered) == 10 and {v.product_id for v, _ in filtered} <= set(only)
 
 
 async def test_search_never_mixes_model_versions(conn):
@@ -89,9 +89,11 @@ async def test_search_never_mixes_model_versions(conn):
     image_id, _ = await library.add_reference_image(
         conn, "p000", sha256="z" * 64, width=1, height=1
     )
-    await vectors.add_views(conn, image_id, "p000", "other@1", [("front/rot0", centers["p003"], {}, None)])
+    await vectors.add_views(
+        conn, image_id, "p000", "other@1", [("front/rot0", centers["p003"], {}, None)]
+    )
     hits = await vectors.knn(conn, "other@1", centers["p003"], k=10)
-    assert [(h.product_id, h.image_id) for h in hits] == [("p000", image_id)]
+    assert [(v.product_id, v.image_id) for v, _ in hits] == [("p000", str(image_id))]
     assert len(await vectors.views_for_products(conn, MODEL, ["p003"])) == 3
 
 
