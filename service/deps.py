@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 from psycopg_pool import PoolTimeout
 
 from service.config import Settings as SettingsModel
-from service.errors import DatabaseUnavailable
+from service.errors import DatabaseUnavailable, ModelNotLoaded
+from service.pipeline import PillService
 
 
 def _settings(request: Request) -> SettingsModel:
@@ -29,5 +30,13 @@ async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         raise DatabaseUnavailable("database connection failed") from exc
 
 
+def _pills(request: Request) -> PillService:
+    pills: PillService | None = request.app.state.pills
+    if pills is None:
+        raise ModelNotLoaded("the pill models are not loaded")
+    return pills
+
+
 Settings = Annotated[SettingsModel, Depends(_settings)]
+Pills = Annotated[PillService, Depends(_pills)]
 DbConn = Annotated[psycopg.AsyncConnection, Depends(_conn)]

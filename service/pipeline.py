@@ -14,7 +14,7 @@ import psycopg
 
 from service.store import library, vectors
 from service.store.library import Product
-from service.verify.records import Candidate, ProductInfo, QueryPill
+from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView
 from service.vision.decode import decode_image
 from service.vision.engine import PhotoResult, PillEngine
 
@@ -59,7 +59,8 @@ class PillService:
     async def embed_photo(self, data: bytes) -> np.ndarray:
         """Embedding of the largest pill, upright (what /v1/embeddings returns)."""
         result = await self.analyse(data)
-        return result.pills[0].embeddings[0]
+        vector: np.ndarray = result.pills[0].embeddings[0]
+        return vector
 
     async def enrol(
         self,
@@ -90,7 +91,11 @@ class PillService:
         return Enrolled(image_id, added, len(views), imprint)
 
     async def _store_views(
-        self, conn: psycopg.AsyncConnection, image_id: int, product_id: str, views: Sequence
+        self,
+        conn: psycopg.AsyncConnection,
+        image_id: int,
+        product_id: str,
+        views: Sequence[ReferenceView],
     ) -> None:
         if not views:
             return
@@ -136,6 +141,23 @@ class PillService:
         return await anyio.to_thread.run_sync(
             self.engine.identify, pill, views, infos, limiter=self._cpu
         )
+
+    async def compare(self, data_a: bytes, data_b: bytes) -> tuple[float, float, Candidate]:
+        """One-to-one: cosine and euclidean of the two pills' embeddings, and the fused score
+        that A shows the product B is a reference of."""
+        photo_a = await self.analyse(data_a)
+        rgb_b = await anyio.to_thread.run_sync(
+            decode_image, data_b, self.engine.limits, limiter=self._cpu
+        )
+        views = await anyio.to_thread.run_sync(
+            partial(self.engine.enrol_image, rgb_b, "b", "b"), limiter=self._cpu
+        )
+        pill = photo_a.pills[0]
+        a, b = pill.embeddings[0], views[0].embedding
+        ranked = await anyio.to_thread.run_sync(
+            self.engine.identify, pill, views, {"b": ProductInfo("b")}, limiter=self._cpu
+        )
+        return float(a @ b), float(np.linalg.norm(a - b)), ranked[0]
 
     async def identify(
         self, conn: psycopg.AsyncConnection, data: bytes, *, always_include: Sequence[str] = ()

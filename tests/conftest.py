@@ -69,3 +69,32 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
 def settings(db_url: str, tmp_path: Path) -> Settings:
     """Settings for an app on the session database; auth stays on unless a test says so."""
     return Settings(environment="test", database_url=db_url, data_dir=tmp_path)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def api(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
+    """The real app (models loaded once) on the session database, as an httpx client."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from service.main import create_app
+
+    settings = Settings(  # type: ignore[call-arg]
+        environment="test", database_url=db_url, data_dir=tmp_path_factory.mktemp("api")
+    )
+    app = create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=120),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://verity.test",
+            timeout=60,
+        ) as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client
+
+
+def pill_image(product_id: str, name: str) -> bytes:
+    """A real image from ../shared/data/pills (skips nothing: a missing file fails the test)."""
+    return (SHARED_DATA / "pills" / product_id / name).read_bytes()
