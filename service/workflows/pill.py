@@ -165,7 +165,7 @@ async def decide(
         count_expected=order.dose_count,
         photo_sha256=[hashlib.sha256(p).hexdigest() for p in req.photos],
         models=[
-            ModelInfo(m["name"], str(m["version"]))
+            ModelInfo(str(m["name"]), str(m["version"]))
             for m in pills_service.engine.registry.status()
             if m["loaded"]
         ],  # fmt: skip
