@@ -223,6 +223,21 @@ class FhirServer:
         """Same port; the in-memory data is lost."""
         self.server.restart()
 
+    def settings_for(self, client: str, base_url: str | None = None, **overrides: Any) -> Any:
+        """FhirSettings for Verity as this client (key passed as a PEM value, not a file)."""
+        from pydantic import SecretStr
+
+        from service.config import FhirSettings
+
+        c = self.auth.clients[client]
+        values: dict[str, Any] = {
+            "base_url": base_url or self.base_url, "client_id": c.client_id,
+            "private_key": SecretStr(c.private_pem().decode()), "key_id": c.kid,
+            "signing_alg": c.alg, "backoff_base_s": 0.05, "backoff_max_s": 0.5,
+        }
+        values.update(overrides)
+        return FhirSettings(**values)
+
     def admin_headers(self) -> dict[str, str]:
         """Bearer headers for seeding and checking data (system/*.cruds)."""
         token = self.auth.mint_token("test-admin")["access_token"]
