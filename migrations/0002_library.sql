@@ -47,7 +47,7 @@ CREATE TABLE reference_embedding (
     image_id       bigint NOT NULL REFERENCES reference_image (id) ON DELETE CASCADE,
     product_id     text NOT NULL REFERENCES product (id) ON DELETE CASCADE,
     model_version  text NOT NULL,
-    view           integer NOT NULL DEFAULT 0,
+    view           text NOT NULL DEFAULT 'front',
     embedding      vector NOT NULL,
     features       jsonb NOT NULL DEFAULT '{}'::jsonb,
     imprint_read   text,

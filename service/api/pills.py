@@ -1,0 +1,90 @@
+"""Identification endpoints: which library product is each pill in a photo."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from service.api.schemas import CandidateOut, CompareOut, EmbeddingOut, IdentifyOut, PillOut
+from service.api.uploads import read_image_upload
+from service.deps import DbConn, Pills, Settings
+from service.store import library
+
+router = APIRouter(prefix="/v1", tags=["identification"])
+
+TOP_CANDIDATES = 5
+
+
+@router.post("/identify", summary="Rank library products for every pill in a photo")
+async def identify(
+    photo: Annotated[UploadFile, File(description="JPEG, PNG or WebP photo")],
+    conn: DbConn,
+    pills: Pills,
+    settings: Settings,
+) -> IdentifyOut:
+    data = await read_image_upload(photo, settings.limits)
+    result, ranked = await pills.identify(conn, data)
+    ids = sorted({c.product_id for r in ranked for c in r.candidates[:TOP_CANDIDATES]})
+    names = {pid: p.name for pid, p in (await library.get_products(conn, ids)).items()}
+    return IdentifyOut(
+        model_version=pills.model_version,
+        pill_count=len(ranked),
+        timings_ms={k: round(v, 1) for k, v in result.timings.items()},
+        pills=[
+            PillOut(
+                index=r.pill.index,
+                bbox=r.pill.features.get("bbox"),
+                imprint_read=r.pill.imprint_read,
+                imprint_confidence=round(r.pill.imprint_confidence, 3),
+                features={k: v for k, v in r.pill.features.items() if k != "bbox"},
+                candidates=[
+                    CandidateOut(
+                        product_id=c.product_id,
+                        name=names.get(c.product_id),
+                        score=c.score,
+                        band=c.band,
+                        evidence=c.evidence,
+                    )
+                    for c in r.candidates[:TOP_CANDIDATES]
+                ],  # fmt: skip
+            )
+            for r in ranked
+        ],
+    )
+
+
+@router.post("/embeddings", summary="Embedding vector of the largest pill in an image")
+async def embeddings(
+    image: Annotated[UploadFile, File(description="JPEG, PNG or WebP image")],
+    pills: Pills,
+    settings: Settings,
+) -> EmbeddingOut:
+    data = await read_image_upload(image, settings.limits)
+    vector = await pills.embed_photo(data)
+    return EmbeddingOut(
+        model=pills.engine.embedder,
+        model_version=pills.model_version,
+        dim=int(vector.shape[0]),
+        embedding=[round(float(x), 7) for x in vector],
+    )
+
+
+@router.post("/compare", summary="Do two images show the same product?")
+async def compare(
+    image_a: Annotated[UploadFile, File(description="the pill to check")],
+    image_b: Annotated[UploadFile, File(description="a reference image of the product")],
+    pills: Pills,
+    settings: Settings,
+) -> CompareOut:
+    a = await read_image_upload(image_a, settings.limits)
+    b = await read_image_upload(image_b, settings.limits)
+    cosine, euclid, fused = await pills.compare(a, b)
+    return CompareOut(
+        model_version=pills.model_version,
+        cosine_similarity=round(cosine, 6),
+        euclidean_distance=round(euclid, 6),
+        combined_score=fused.score,
+        band=fused.band,
+        evidence=fused.evidence,
+    )

@@ -1,0 +1,99 @@
+"""The one place where errors become RFC 9457 application/problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import (
+    ClientError,
+    InternalError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestInvalid,
+    RouteNotFound,
+    VerityError,
+)
+from service.logs import request_id_var
+from service.metrics import PROBLEMS
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_HEADER_EXTRAS = {"www_authenticate": "WWW-Authenticate", "retry_after": "Retry-After"}
+
+
+def problem_body(exc: VerityError, instance: str | None = None) -> dict[str, Any]:
+    """The JSON body for an error: RFC 9457 members plus Verity's code and retryable."""
+    body: dict[str, Any] = {
+        "type": f"/errors#{exc.code}",
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        "code": exc.code,
+        "retryable": exc.retryable,
+    }
+    if instance:
+        body["instance"] = instance
+    rid = request_id_var.get()
+    if rid:
+        body["request_id"] = rid
+    body.update({k: v for k, v in exc.extra.items() if k not in _HEADER_EXTRAS})
+    return body
+
+
+def problem_response(exc: VerityError, request: Request | None = None) -> JSONResponse:
+    PROBLEMS.labels(exc.code).inc()
+    headers = {
+        header: str(exc.extra[key]) for key, header in _HEADER_EXTRAS.items() if key in exc.extra
+    }
+    return JSONResponse(
+        problem_body(exc, request.url.path if request else None),
+        status_code=exc.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+async def _verity_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VerityError)
+    if not isinstance(exc, ClientError):
+        log.warning("request failed", extra={"code": exc.code, "error": exc.detail})
+    return problem_response(exc, request)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return problem_response(RequestInvalid("request failed validation", errors=errors), request)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    mapped: VerityError
+    if exc.status_code == 404:
+        mapped = RouteNotFound(f"no endpoint at {request.url.path}")
+    elif exc.status_code == 405:
+        mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    elif exc.status_code == 413:
+        mapped = PayloadTooLarge(str(exc.detail))
+    elif exc.status_code < 500:
+        mapped = RequestInvalid(str(exc.detail))
+    else:
+        mapped = InternalError()
+    return problem_response(mapped, request)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers; unexpected exceptions are caught in api/middleware.py."""
+    app.add_exception_handler(VerityError, _verity_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,132 @@
+"""The `verity` command: serve, db, demo (and the commands later issues add)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from service.config import ConfigError, Settings, load_settings
+from service.errors import VerityError
+from service.logs import configure_logging
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.main import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = load_settings(server=settings.server.model_copy(update=overrides))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from service.store.database import Database
+    from service.store.migrate import upgrade
+
+    async def run() -> list[str]:
+        db = Database(settings)
+        try:
+            return [f"{m.version:04d}_{m.name}" for m in await upgrade(await db.resolve_url())]
+        finally:
+            await db.stop()
+
+    applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def _db_status(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from service.store.database import Database
+    from service.store.migrate import MigrationState, status
+
+    async def run() -> list[MigrationState]:
+        db = Database(settings)
+        try:
+            async with await psycopg.AsyncConnection.connect(await db.resolve_url()) as conn:
+                return await status(conn)
+        finally:
+            await db.stop()
+
+    states = asyncio.run(run())
+    for s in states:
+        when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else "pending"
+        note = "  (file changed since applied)" if s.changed else ""
+        print(f"{s.version:04d}  {s.name:<24} {when}{note}")
+    return 1 if any(s.applied_at is None for s in states) else 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service.demo import run_demo
+
+    return asyncio.run(run_demo(settings))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="verity",
+        description="AI-assisted verification of dispensed pills and imaging studies, "
+        "written back to the EHR as FHIR resources.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP API (and the outbox relay)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8420)")
+    serve.set_defaults(handler=_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=_db_upgrade)
+    db_sub.add_parser(
+        "status", help="list migrations and whether each is applied (exit 1 if any pending)"
+    ).set_defaults(handler=_db_status)
+
+    demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"verity: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"verity: {exc}", file=sys.stderr)
+        return 2
+    except VerityError as exc:
+        print(f"verity: {exc.code} {exc.title}: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

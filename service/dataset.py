@@ -1,0 +1,65 @@
+"""The labelled pill dataset format (`labels.csv` + `<product_id>/ref_N.jpg|photo_N.jpg`, see
+../shared/data/README.md): products to import and which images enrol them."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.store.library import Product
+from service.verify.catalog import parse_label_ingredients
+
+_FORMS = ("tablet", "capsule")
+
+
+@dataclass(frozen=True)
+class DatasetProduct:
+    product: Product
+    references: list[Path]  # images that enrol it (refs, else photo_1 when it has 2+ photos)
+    queries: list[Path]  # the other photos
+
+
+def _photo_number(path: Path) -> int:
+    return int(path.stem.split("_")[1]) if path.stem.split("_")[-1].isdigit() else 0
+
+
+def product_from_label(row: dict[str, str]) -> Product:
+    """One labels.csv row as a library product."""
+    name, strength = row.get("name", "") or "", row.get("strength", "") or ""
+    shape_words = (row.get("shape") or "").lower().split()
+    form = shape_words[0] if shape_words and shape_words[0] in _FORMS else None
+    imprint = (row.get("imprint") or "").strip() or None
+    return Product(
+        id=row["product_id"],
+        name=name or None,
+        ndcs=[n for n in [(row.get("ndc") or "").strip()] if n],
+        rxcui=(row.get("rxcui") or "").strip() or None,
+        ingredients=parse_label_ingredients(name, strength),
+        dose_form=form,
+        imprint=imprint,
+        imprint_source="label" if imprint else None,
+        colors=[c for c in (row.get("color") or "").split(";") if c],
+        shape=form,
+    )
+
+
+def read_dataset(directory: Path) -> list[DatasetProduct]:
+    """Products in labels.csv order, with enrolment and query images per the protocol."""
+    labels = directory / "labels.csv"
+    if not labels.is_file():
+        raise FileNotFoundError(f"{labels} not found: not a dataset folder")
+    out = []
+    with labels.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            folder = directory / row["product_id"]
+            refs = sorted(folder.glob("ref_*.jpg"), key=_photo_number)
+            photos = sorted(folder.glob("photo_*.jpg"), key=_photo_number)
+            if refs:
+                enrol, queries = refs, photos
+            elif len(photos) >= 2:
+                enrol, queries = photos[:1], photos[1:]
+            else:
+                enrol, queries = [], photos
+            out.append(DatasetProduct(product_from_label(row), enrol, queries))
+    return out

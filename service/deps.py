@@ -1,0 +1,42 @@
+"""Annotated dependency aliases that read long-lived resources from app.state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, Request
+from psycopg_pool import PoolTimeout
+
+from service.config import Settings as SettingsModel
+from service.errors import DatabaseUnavailable, ModelNotLoaded
+from service.pipeline import PillService
+
+
+def _settings(request: Request) -> SettingsModel:
+    settings: SettingsModel = request.app.state.settings
+    return settings
+
+
+async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection for one request; pool exhaustion is a retryable 503."""
+    try:
+        async with request.app.state.db.pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        raise DatabaseUnavailable("no database connection free in time") from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable("database connection failed") from exc
+
+
+def _pills(request: Request) -> PillService:
+    pills: PillService | None = request.app.state.pills
+    if pills is None:
+        raise ModelNotLoaded("the pill models are not loaded")
+    return pills
+
+
+Settings = Annotated[SettingsModel, Depends(_settings)]
+Pills = Annotated[PillService, Depends(_pills)]
+DbConn = Annotated[psycopg.AsyncConnection, Depends(_conn)]

@@ -1,0 +1,91 @@
+"""`verity evaluate pills DIR`: the dataset protocol run through the product's own pipeline
+(import, enrol, pgvector shortlist, fused ranking) on a throwaway embedded database."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+
+from service.config import Settings
+from service.dataset import read_dataset
+from service.errors import ClientError
+from service.evaluate_pills import _score
+from service.models.registry import ModelRegistry
+from service.pipeline import PillService
+from service.store import library, migrate
+from service.store.embedded import EmbeddedPostgres
+from service.verify.records import Candidate, ProductInfo
+from service.vision.engine import PillEngine
+from service.vision.fusion_io import load_fusion
+
+
+def build_service(settings: Settings) -> PillService:
+    """Models loaded once, engine with the configured limits and thresholds."""
+    registry = ModelRegistry(settings.models).load()
+    engine = PillEngine(
+        registry, settings.limits, settings.decision, load_fusion(settings.models.dir)
+    )
+    return PillService(engine)
+
+
+async def evaluate_pills(
+    dataset_dir: Path, settings: Settings, *, details: bool = False
+) -> dict[str, Any]:
+    """Run the protocol; the user's library is never touched (a temporary database is used)."""
+    t_start = time.perf_counter()
+    dataset = read_dataset(dataset_dir)
+    service = await asyncio.to_thread(build_service, settings)
+    with tempfile.TemporaryDirectory(prefix="verity-eval-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp))
+        url = await asyncio.to_thread(pg.start)
+        try:
+            await migrate.upgrade(url)
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await register_vector_async(conn)
+                result = await _run(conn, service, dataset, details)
+        finally:
+            await asyncio.to_thread(pg.stop)
+    result["total_s"] = round(time.perf_counter() - t_start, 1)
+    result["model_version"] = service.model_version
+    return result
+
+
+async def _run(
+    conn: psycopg.AsyncConnection, service: PillService, dataset: list[Any], details: bool
+) -> dict[str, Any]:
+    labels = {
+        d.product.id: ProductInfo(
+            d.product.id, d.product.clinical_drug, "-" if d.product.clinical_drug else None
+        )
+        for d in dataset
+    }
+    enrolled: set[str] = set()
+    for d in dataset:
+        await library.upsert_product(conn, d.product)
+        for path in d.references:
+            await service.enrol(conn, d.product.id, path.read_bytes(), source=path.name)
+            enrolled.add(d.product.id)
+    rows: list[dict[str, Any]] = []
+    for d in dataset:
+        for path in d.queries:
+            data = path.read_bytes()
+            t0 = time.perf_counter()
+            ranked: list[Candidate] = []
+            error = None
+            try:
+                photo = await service.analyse(data)
+                ranked = await service.rank(conn, photo.pills[0])
+            except ClientError as exc:
+                error = exc.code
+            rows.append({
+                "query": f"{d.product.id}/{path.stem}", "product": d.product.id,
+                "enrolled": d.product.id in enrolled, "ms": (time.perf_counter() - t0) * 1000,
+                "error": error, "ranked": [c for c in ranked if c.product_id in enrolled],
+            })  # fmt: skip
+    return _score(rows, labels, {p: labels[p] for p in sorted(enrolled)}, details)

@@ -1,0 +1,70 @@
+"""create_app(): the lifespan opens the database, clients and models; routers are mounted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import health, library, pills, problems
+from service.api.middleware import RequestContextMiddleware
+from service.config import Settings, load_settings
+from service.errors import VerityError
+from service.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    """Build the app; nothing is connected until the lifespan starts."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        app.state.db = db
+        try:
+            await db.start(run_migrations=run_migrations)
+            await _load_models(app, settings)
+            log.info("verity started", extra={"embedded_db": db.embedded})
+            yield
+        finally:
+            await db.stop()
+            log.info("verity stopped")
+
+    app = FastAPI(
+        title="Verity",
+        version=__version__,
+        summary="AI-assisted verification of dispensed pills and imaging studies, "
+        "recorded in the EHR as FHIR resources.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.model_status = None
+    app.state.pills = None
+    problems.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_request_bytes)
+    app.include_router(health.router)
+    app.include_router(pills.router)
+    app.include_router(library.router)
+    return app
+
+
+async def _load_models(app: FastAPI, settings: Settings) -> None:
+    """Load every model once; a failure leaves the service up but not ready (503)."""
+    from service.evaluation import build_service
+
+    try:
+        service = await asyncio.to_thread(build_service, settings)
+    except (VerityError, OSError, ValueError) as exc:
+        error = str(exc)
+        log.error("models failed to load", extra={"error": error})
+        failed = [{"name": settings.models.embedder, "version": None, "loaded": False}]
+        app.state.model_status = lambda: [{**m, "error": error} for m in failed]
+        return
+    app.state.pills = service
+    app.state.model_status = service.engine.registry.status

@@ -1,0 +1,22 @@
+"""Prometheus metrics shared by the whole service (default registry, exposed at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter(
+    "verity_http_requests_total",
+    "HTTP requests handled",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "verity_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PROBLEMS = Counter(
+    "verity_problems_total",
+    "Error responses by stable error code",
+    ["code"],
+)

@@ -1,0 +1,171 @@
+"""Pill identification over the stored library: the engine (CPU, in worker threads) joined to
+pgvector (shortlist) and the product table. Used by the API, the CLI and the evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import anyio
+import numpy as np
+import psycopg
+
+from service.store import library, vectors
+from service.store.library import Product
+from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView
+from service.vision.decode import decode_image
+from service.vision.engine import PhotoResult, PillEngine
+
+SHORTLIST_VIEWS = 64  # nearest reference views per query embedding before exact re-ranking
+
+
+def product_info(p: Product) -> ProductInfo:
+    """The engine's view of a product: products with equal clinical-drug keys are one drug."""
+    return ProductInfo(p.id, p.clinical_drug, "-" if p.clinical_drug else None)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    image_id: int
+    added: bool
+    views: int
+    imprint_read: str | None
+
+
+@dataclass(frozen=True)
+class RankedPill:
+    pill: QueryPill
+    candidates: list[Candidate]
+
+
+class PillService:
+    """Long-lived (one per process): holds the engine and bounds concurrent CPU work."""
+
+    def __init__(self, engine: PillEngine, max_parallel: int = 1) -> None:
+        self.engine = engine
+        # ONNX Runtime already uses the configured intra-op threads per call.
+        self._cpu = anyio.CapacityLimiter(max_parallel)
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.model_version
+
+    async def analyse(self, data: bytes) -> PhotoResult:
+        """Decode and describe every pill of a photo (image errors raise their VerityError)."""
+        return await anyio.to_thread.run_sync(self.engine.analyse_bytes, data, limiter=self._cpu)
+
+    async def embed_photo(self, data: bytes) -> np.ndarray:
+        """Embedding of the largest pill, upright (what /v1/embeddings returns)."""
+        result = await self.analyse(data)
+        vector: np.ndarray = result.pills[0].embeddings[0]
+        return vector
+
+    async def enrol(
+        self,
+        conn: psycopg.AsyncConnection,
+        product_id: str,
+        data: bytes,
+        *,
+        side: str = "front",
+        source: str | None = None,
+    ) -> Enrolled:
+        """Store a reference image with its embedded views; read its imprint if none is known."""
+        rgb = await anyio.to_thread.run_sync(
+            decode_image, data, self.engine.limits, limiter=self._cpu
+        )
+        sha = hashlib.sha256(data).hexdigest()
+        image_id, added = await library.add_reference_image(
+            conn, product_id, sha256=sha, width=int(rgb.shape[1]), height=int(rgb.shape[0]),
+            side=side if side in ("front", "back") else "unknown", source=source, image=data,
+        )  # fmt: skip
+        views = await anyio.to_thread.run_sync(
+            partial(self.engine.enrol_image, rgb, product_id, str(image_id), side),
+            limiter=self._cpu,
+        )
+        await self._store_views(conn, image_id, product_id, views)
+        imprint = next((v.imprint_read for v in views if v.imprint_read), None)
+        if imprint:
+            await library.set_ocr_imprint(conn, product_id, imprint)
+        return Enrolled(image_id, added, len(views), imprint)
+
+    async def _store_views(
+        self,
+        conn: psycopg.AsyncConnection,
+        image_id: int,
+        product_id: str,
+        views: Sequence[ReferenceView],
+    ) -> None:
+        if not views:
+            return
+        await vectors.ensure_index(conn, self.model_version, int(views[0].embedding.shape[0]))
+        await vectors.add_views(
+            conn, image_id, product_id, self.model_version,
+            ((v.view, v.embedding, v.features, v.imprint_read) for v in views),
+        )  # fmt: skip
+
+    async def reembed(self, conn: psycopg.AsyncConnection) -> int:
+        """Embed every stored reference image with the current model version."""
+        count = 0
+        for image_id, product_id, data in await library.reference_images_with_pixels(conn):
+            rgb = await anyio.to_thread.run_sync(
+                decode_image, data, self.engine.limits, limiter=self._cpu
+            )
+            side = "front"
+            views = await anyio.to_thread.run_sync(
+                partial(self.engine.enrol_image, rgb, product_id, str(image_id), side),
+                limiter=self._cpu,
+            )
+            await self._store_views(conn, image_id, product_id, views)
+            count += 1
+        return count
+
+    async def rank(
+        self,
+        conn: psycopg.AsyncConnection,
+        pill: QueryPill,
+        *,
+        always_include: Sequence[str] = (),
+    ) -> list[Candidate]:
+        """Shortlist products by k-NN on each query embedding, then score them exactly."""
+        ids: set[str] = set(always_include)
+        for emb in pill.embeddings:
+            hits = await vectors.knn(conn, self.model_version, emb, k=SHORTLIST_VIEWS)
+            ids.update(view.product_id for view, _ in hits)
+        if not ids:
+            return []
+        views = await vectors.views_for_products(conn, self.model_version, sorted(ids))
+        products = await library.get_products(conn, sorted(ids))
+        infos = {pid: product_info(p) for pid, p in products.items()}
+        return await anyio.to_thread.run_sync(
+            self.engine.identify, pill, views, infos, limiter=self._cpu
+        )
+
+    async def compare(self, data_a: bytes, data_b: bytes) -> tuple[float, float, Candidate]:
+        """One-to-one: cosine and euclidean of the two pills' embeddings, and the fused score
+        that A shows the product B is a reference of."""
+        photo_a = await self.analyse(data_a)
+        rgb_b = await anyio.to_thread.run_sync(
+            decode_image, data_b, self.engine.limits, limiter=self._cpu
+        )
+        views = await anyio.to_thread.run_sync(
+            partial(self.engine.enrol_image, rgb_b, "b", "b"), limiter=self._cpu
+        )
+        pill = photo_a.pills[0]
+        a, b = pill.embeddings[0], views[0].embedding
+        ranked = await anyio.to_thread.run_sync(
+            self.engine.identify, pill, views, {"b": ProductInfo("b")}, limiter=self._cpu
+        )
+        return float(a @ b), float(np.linalg.norm(a - b)), ranked[0]
+
+    async def identify(
+        self, conn: psycopg.AsyncConnection, data: bytes, *, always_include: Sequence[str] = ()
+    ) -> tuple[PhotoResult, list[RankedPill]]:
+        """Every pill in the photo with its ranked candidates."""
+        result = await self.analyse(data)
+        ranked = [
+            RankedPill(p, await self.rank(conn, p, always_include=always_include))
+            for p in result.pills
+        ]
+        return result, ranked

@@ -1,0 +1,136 @@
+"""Embeddings in pgvector: one HNSW cosine index per model version (partial, with the model's
+dimension), k-NN search that returns the full k even under a filter (iterative scan)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector import Vector
+from psycopg import sql
+
+from service.verify.records import ReferenceView
+
+
+def _index_name(model_version: str) -> str:
+    return "reference_embedding_hnsw_" + hashlib.sha256(model_version.encode()).hexdigest()[:12]
+
+
+def _vec_expr(dim: int) -> sql.Composable:
+    return sql.SQL("(embedding::vector({}))").format(sql.Literal(dim))
+
+
+async def ensure_index(
+    conn: psycopg.AsyncConnection, model_version: str, dim: int, *, m: int = 16, ef: int = 64
+) -> None:
+    """Create the model version's HNSW index if it does not exist yet."""
+    await conn.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON reference_embedding USING hnsw ({} vector_cosine_ops)"
+            " WITH (m = {}, ef_construction = {}) WHERE model_version = {}"
+        ).format(
+            sql.Identifier(_index_name(model_version)),
+            _vec_expr(dim),
+            sql.Literal(m),
+            sql.Literal(ef),
+            sql.Literal(model_version),
+        )
+    )
+
+
+async def add_views(
+    conn: psycopg.AsyncConnection,
+    image_id: int,
+    product_id: str,
+    model_version: str,
+    views: Iterable[tuple[str, np.ndarray, dict[str, Any], str | None]],
+) -> int:
+    """Store (view, embedding, features, imprint_read) rows; replaces earlier ones."""
+    rows = [
+        (image_id, product_id, model_version, view, Vector(emb), json.dumps(feat), imprint)
+        for view, emb, feat, imprint in views
+    ]
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """INSERT INTO reference_embedding
+                 (image_id, product_id, model_version, view, embedding, features, imprint_read)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (image_id, model_version, view) DO UPDATE
+                 SET embedding = EXCLUDED.embedding, features = EXCLUDED.features,
+                     imprint_read = EXCLUDED.imprint_read""",
+            rows,
+        )
+    return len(rows)
+
+
+async def delete_model_version(conn: psycopg.AsyncConnection, model_version: str) -> int:
+    cur = await conn.execute(
+        "DELETE FROM reference_embedding WHERE model_version = %s", (model_version,)
+    )
+    return cur.rowcount
+
+
+async def knn(
+    conn: psycopg.AsyncConnection,
+    model_version: str,
+    query: np.ndarray,
+    *,
+    k: int = 20,
+    product_ids: Sequence[str] | None = None,
+    ef_search: int = 100,
+) -> list[tuple[ReferenceView, float]]:
+    """Nearest reference views and their cosine distances, only among this model version's."""
+    dim = int(query.shape[0])
+    where: list[sql.Composable] = [sql.SQL("model_version = {}").format(sql.Literal(model_version))]
+    args: list[Any] = []
+    if product_ids is not None:
+        where.append(sql.SQL("product_id = ANY(%s)"))
+        args.append(list(product_ids))
+    distance = sql.SQL("{} <=> %s::vector({})").format(_vec_expr(dim), sql.Literal(dim))
+    query_sql = sql.SQL(
+        "SELECT product_id, image_id, view, embedding, features, imprint_read, {} AS distance"
+        " FROM reference_embedding WHERE {} ORDER BY distance LIMIT %s"
+    ).format(distance, sql.SQL(" AND ").join(where))
+    async with conn.transaction():
+        # SET LOCAL: only for this search; iterative scan keeps filtered results at k.
+        await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cur = await conn.execute(query_sql, [Vector(query), *args, k])
+        rows = await cur.fetchall()
+    # relaxed_order may return slightly out of order; restore exact order.
+    return sorted(((_to_view(r[:-1], model_version), float(r[-1])) for r in rows),
+                  key=lambda hit: hit[1])  # fmt: skip
+
+
+async def views_for_products(
+    conn: psycopg.AsyncConnection, model_version: str, product_ids: Sequence[str] | None = None
+) -> list[ReferenceView]:
+    """All stored views of the given products (all products if None), for exact re-ranking."""
+    query = (
+        "SELECT product_id, image_id, view, embedding, features, imprint_read"
+        " FROM reference_embedding WHERE model_version = %s"
+    )
+    args: list[Any] = [model_version]
+    if product_ids is not None:
+        query += " AND product_id = ANY(%s)"
+        args.append(list(product_ids))
+    cur = await conn.execute(query.encode() + b" ORDER BY product_id, image_id, view", args)
+    return [_to_view(r, model_version) for r in await cur.fetchall()]
+
+
+def _to_view(row: Sequence[Any], model_version: str) -> ReferenceView:
+    product_id, image_id, view, emb, features, imprint = row
+    vec = emb.to_numpy() if isinstance(emb, Vector) else np.asarray(emb, dtype=np.float32)
+    return ReferenceView(
+        product_id=product_id,
+        image_id=str(image_id),
+        view=str(view),
+        embedding=vec.astype(np.float32),
+        features=features,
+        imprint_read=imprint,
+        model_version=model_version,
+    )

@@ -1,0 +1,167 @@
+"""The pill engine: bytes -> pills -> descriptors -> ranked products. No database access.
+
+The caller (API, CLI, evaluation) owns the reference library: it stores what `enrol_image`
+returns and passes the records back to `identify` / `verify`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.config import DecisionSettings, LimitSettings
+from service.errors import NoPillFound, TooManyPills
+from service.models.embedder import embed
+from service.models.ocr import NO_READ, ImprintRead, read_imprint
+from service.models.registry import ModelRegistry
+from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, verify
+from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView, Verdict
+from service.vision.colour import apply_gains, background_gains, dominant_colours
+from service.vision.decode import decode_image
+from service.vision.descriptors import masked, ocr_band, shape_features, upright_crop
+from service.vision.segment import PillRegion, find_pills, whole_frame_region
+
+COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Kries)
+QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not
+REF_TURNS = (0.0, 90.0, 180.0, 270.0)  # references cover every right-angle turn
+
+
+@dataclass
+class PhotoResult:
+    """One analysed photo: its pills (largest first) and where the time went (ms)."""
+
+    pills: list[QueryPill]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class PillEngine:
+    """Holds the loaded models and settings; every method is safe to call from many threads."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        limits: LimitSettings,
+        decision: DecisionSettings,
+        fusion: FusionModel = DEFAULT_FUSION,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.decision = decision
+        self.fusion = fusion
+        self.embedder = registry.settings.embedder
+
+    @property
+    def model_version(self) -> str:
+        return self.registry.get(self.embedder).version
+
+    def analyse_bytes(self, data: bytes) -> PhotoResult:
+        """Decode then analyse; image errors surface as the matching VerityError."""
+        t0 = time.perf_counter()
+        rgb = decode_image(data, self.limits)
+        result = self.analyse(rgb)
+        result.timings["decode"] = (time.perf_counter() - t0) * 1000 - sum(result.timings.values())
+        return result
+
+    def analyse(self, rgb: np.ndarray) -> PhotoResult:
+        """Find, count and describe every pill in an RGB photo."""
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        regions = find_pills(rgb)
+        if not regions:
+            raise NoPillFound()
+        if len(regions) > self.limits.max_pills_per_photo:
+            raise TooManyPills(
+                f"{len(regions)} pills > {self.limits.max_pills_per_photo}", count=len(regions)
+            )
+        timings["find"] = _ms(t)
+        pills = [
+            self._describe(rgb, r, regions, i, QUERY_TURNS, timings) for i, r in enumerate(regions)
+        ]
+        return PhotoResult(pills, timings)
+
+    def _describe(
+        self,
+        rgb: np.ndarray,
+        region: PillRegion,
+        regions: list[PillRegion],
+        index: int,
+        turns: tuple[float, ...],
+        timings: dict[str, float],
+    ) -> QueryPill:
+        t = time.perf_counter()
+        others = np.zeros_like(region.mask)
+        for r in regions:
+            others |= r.mask
+        gains = background_gains(rgb, others, COLOUR_STRENGTH)
+        corrected = apply_gains(rgb, gains)
+        crops = [upright_crop(corrected, region.mask, region.contour, turn) for turn in turns]
+        features = shape_features(region.contour)
+        features["colours"] = dominant_colours(crops[0][0], crops[0][1])
+        features["relative_area"] = round(region.area_px / max(r.area_px for r in regions), 4)
+        features["frame_fraction"] = round(region.area_px / float(rgb.shape[0] * rgb.shape[1]), 5)
+        features["touches_border"] = region.touches_border
+        features["gains"] = [round(float(g), 4) for g in gains]
+        timings["describe"] = timings.get("describe", 0.0) + _ms(t)
+        t = time.perf_counter()
+        embeddings = embed(self.registry, self.embedder, [masked(c, m) for c, m in crops])
+        timings["embed"] = timings.get("embed", 0.0) + _ms(t)
+        t = time.perf_counter()
+        read = self._ocr(ocr_band(*crops[0]))
+        timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
+        return QueryPill(
+            embeddings, features, read.text or None, read.confidence, self.model_version, index
+        )
+
+    def _ocr(self, crop: np.ndarray) -> ImprintRead:
+        if not self.registry.settings.ocr:
+            return NO_READ
+        ocr = self.registry.get("ocr")
+        with self.registry.timed("ocr"):
+            return read_imprint(ocr.runtime, crop, self.registry.settings.ocr_side_px)
+
+    def enrol_image(
+        self, rgb: np.ndarray, product_id: str, image_id: str, view: str = "front"
+    ) -> list[ReferenceView]:
+        """Records for one reference image: its largest pill (else the frame) at four turns."""
+        regions = find_pills(rgb) or [whole_frame_region(rgb)]
+        pill = self._describe(rgb, regions[0], regions[:1], 0, REF_TURNS, {})
+        return [
+            ReferenceView(
+                product_id,
+                image_id,
+                f"{view}/rot{int(turn)}",
+                pill.embeddings[i],
+                pill.features,
+                pill.imprint_read,
+                pill.model_version,
+            )
+            for i, turn in enumerate(REF_TURNS)
+        ]
+
+    def identify(
+        self,
+        pill: QueryPill,
+        references: Iterable[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> list[Candidate]:
+        """Rank every enrolled product for one pill."""
+        return rank(pill, references, products, self.decision, self.fusion)
+
+    def verify(
+        self,
+        pill: QueryPill,
+        prescribed: str,
+        references: Iterable[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> Verdict:
+        """Is this pill the prescribed product (or the same clinical drug)?"""
+        return verify(
+            self.identify(pill, references, products), prescribed, products, self.decision
+        )
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,121 @@
+"""Find every pill in a photo: background model + edges -> convex pill regions (OpenCV).
+
+Works at a fixed working scale so cost does not grow with the photo. Pills are convex, so each
+region is replaced by its convex hull (fills debossed imprints, glare and shadow-split halves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_SIDE = 384  # px, long side of the working image
+MIN_AREA_FRAC = 0.0005  # of the frame: a small pill in a full phone frame is ~0.1 %
+MIN_SIDE_PX = 6
+MAX_BORDER_TOUCH = 0.35  # a region hugging this share of the frame edge is background
+MIN_SOLIDITY = 0.6
+MIN_REL_AREA = 0.2  # regions smaller than this share of the largest are crumbs, not pills
+
+
+@dataclass(frozen=True)
+class PillRegion:
+    """One pill: convex-hull contour and mask in full-resolution photo coordinates."""
+
+    contour: np.ndarray  # (K, 1, 2) int32, full resolution
+    mask: np.ndarray  # uint8 0/255, full resolution, same HxW as the photo
+    area_px: float
+    touches_border: bool
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Everything not reachable from outside the frame becomes foreground."""
+    padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flood = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8)
+    cv2.floodFill(padded, flood, (0, 0), 255)
+    return mask | cv2.bitwise_not(padded)[1:-1, 1:-1]
+
+
+def border_pixels(img: np.ndarray, frac: float = 0.04) -> np.ndarray:
+    """The frame's outer band, where background is most likely (N, C)."""
+    h, w = img.shape[:2]
+    b = max(2, int(frac * min(h, w)))
+    c = img.shape[2] if img.ndim == 3 else 1
+    parts = [img[:b], img[-b:], img[:, :b], img[:, -b:]]
+    return np.concatenate([p.reshape(-1, c) for p in parts])
+
+
+def foreground_mask(small: np.ndarray) -> np.ndarray:
+    """Colour distance to the border's median colour OR closed edge contours."""
+    blur = cv2.GaussianBlur(small, (5, 5), 0)
+    lab = cv2.cvtColor(blur, cv2.COLOR_RGB2LAB).astype(np.float32)
+    border = border_pixels(lab)
+    bg = np.median(border, axis=0)
+    weights = np.array([0.5, 1.0, 1.0], np.float32)  # lightness varies with shading; hue less
+
+    def dist(x: np.ndarray) -> np.ndarray:
+        return np.sqrt((((x - bg) ** 2) * weights).sum(axis=-1))
+
+    d = dist(lab)
+    noise = float(np.percentile(dist(border), 90))
+    otsu, _ = cv2.threshold(
+        np.clip(d, 0, 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
+    )
+    colour = (d > max(otsu, 1.5 * noise, 10.0)).astype(np.uint8) * 255
+    grey = cv2.cvtColor(blur, cv2.COLOR_RGB2GRAY)
+    edges = cv2.dilate(cv2.Canny(grey, 20, 50), np.ones((3, 3), np.uint8))
+    ellipse7 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    outlined = cv2.morphologyEx(_fill_holes(edges), cv2.MORPH_OPEN, ellipse7)
+    mask = colour | outlined
+    ellipse5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, ellipse5)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, ellipse5, iterations=2)
+    return _fill_holes(mask)
+
+
+def find_pills(rgb: np.ndarray) -> list[PillRegion]:
+    """Every pill-like region, largest first; empty when nothing pill-like is in the frame."""
+    h, w = rgb.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    small = cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    sh, sw = small.shape[:2]
+    mask = foreground_mask(small)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    found: list[tuple[float, np.ndarray, bool]] = []
+    for i in range(1, n):
+        x, y, cw, ch, area = (int(v) for v in stats[i])
+        if area < MIN_AREA_FRAC * sh * sw or min(cw, ch) < MIN_SIDE_PX:
+            continue
+        comp = (labels == i).astype(np.uint8)
+        edge = int(comp[0].sum() + comp[-1].sum() + comp[:, 0].sum() + comp[:, -1].sum())
+        if edge / (2 * (sh + sw)) > MAX_BORDER_TOUCH:
+            continue
+        contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+        if area / max(cv2.contourArea(hull), 1.0) < MIN_SOLIDITY:
+            continue
+        found.append((float(area), hull, edge > 0))
+    if not found:
+        return []
+    largest = max(a for a, _, _ in found)
+    regions = []
+    for area, hull, touches in sorted(found, key=lambda f: -f[0]):
+        if area < MIN_REL_AREA * largest:
+            continue
+        full = np.round(hull.astype(np.float64) / scale).astype(np.int32)
+        full_mask = np.zeros((h, w), np.uint8)
+        cv2.drawContours(full_mask, [full], -1, 255, thickness=-1)
+        regions.append(PillRegion(full, full_mask, float(cv2.contourArea(full)), touches))
+    return regions
+
+
+def whole_frame_region(rgb: np.ndarray) -> PillRegion:
+    """The inscribed ellipse, for a reference image known to be a tight crop of one pill."""
+    h, w = rgb.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    cv2.ellipse(mask, (w // 2, h // 2), (int(w * 0.46), int(h * 0.46)), 0, 0, 360, 255, -1)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return PillRegion(contours[0], mask, float(cv2.contourArea(contours[0])), False)
