@@ -71,11 +71,18 @@ class ClientAssertion(PrivateKeyJWT):  # type: ignore[misc]
 
     def sign(self, auth: Any, token_endpoint: str) -> str:
         now = int(time.time())
-        return str(private_key_jwt_sign(
-            self.key, client_id=auth.client_id, token_endpoint=token_endpoint, alg=self.alg,
-            claims={"jti": secrets.token_urlsafe(24)}, header={"kid": self.kid, "typ": "JWT"},
-            issued_at=now, expires_at=now + self.lifetime_s,
-        ))
+        return str(
+            private_key_jwt_sign(
+                self.key,
+                client_id=auth.client_id,
+                token_endpoint=token_endpoint,
+                alg=self.alg,
+                claims={"jti": secrets.token_urlsafe(24)},
+                header={"kid": self.kid, "typ": "JWT"},
+                issued_at=now,
+                expires_at=now + self.lifetime_s,
+            )
+        )
 
 
 class SmartBackendAuth(httpx.Auth):
@@ -84,7 +91,10 @@ class SmartBackendAuth(httpx.Auth):
     requires_response_body = False
 
     def __init__(
-        self, settings: FhirSettings, *, assertion: ClientAssertion | None = None,
+        self,
+        settings: FhirSettings,
+        *,
+        assertion: ClientAssertion | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not settings.base_url or not settings.client_id:
@@ -96,12 +106,12 @@ class SmartBackendAuth(httpx.Auth):
         if assertion is None:
             key = load_signing_key(settings)
             kid = settings.key_id or str(key.kid or key.thumbprint())
-            assertion = ClientAssertion(key, kid, settings.signing_alg,
-                                        settings.assertion_lifetime_s)
+            assertion = ClientAssertion(
+                key, kid, settings.signing_alg, settings.assertion_lifetime_s
+            )
         self.assertion = assertion
         timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport,
-                                       follow_redirects=False)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._config: SmartConfiguration | None = None
         self._token: str | None = None
         self._renew_at = 0.0
@@ -153,8 +163,9 @@ class SmartBackendAuth(httpx.Auth):
             "client_assertion": self.assertion.sign(self, config.token_endpoint),
         }
         try:
-            resp = await self._http.post(config.token_endpoint, data=form,
-                                         headers={"Accept": "application/json"})
+            resp = await self._http.post(
+                config.token_endpoint, data=form, headers={"Accept": "application/json"}
+            )
         except httpx.HTTPError as exc:
             raise FhirUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from None
         try:

@@ -70,7 +70,10 @@ class FhirClient:
     """One long-lived httpx client for the EHR's FHIR server."""
 
     def __init__(
-        self, settings: FhirSettings, *, auth: httpx.Auth | None = None,
+        self,
+        settings: FhirSettings,
+        *,
+        auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not settings.base_url:
@@ -80,7 +83,9 @@ class FhirClient:
         self.auth = auth
         self._origin = urlsplit(self.base_url)[:2]
         self._http = httpx.AsyncClient(
-            auth=auth, transport=transport, follow_redirects=False,
+            auth=auth,
+            transport=transport,
+            follow_redirects=False,
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
             headers={"Accept": FHIR_JSON},
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
@@ -110,8 +115,14 @@ class FhirClient:
         return random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * 2**attempt))
 
     async def request(
-        self, method: str, path: str, *, what: str, json: Any = None,
-        params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
     ) -> httpx.Response:
         """Send with retries; return a 2xx response or raise the matching typed error."""
@@ -123,8 +134,7 @@ class FhirClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = await self._http.request(method, url, json=json, params=params,
-                                                headers=hdrs)
+                resp = await self._http.request(method, url, json=json, params=params, headers=hdrs)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if last:
                     raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
@@ -151,8 +161,9 @@ class FhirClient:
 
     async def vread(self, resource_type: str, rid: str, version: str) -> Resource:
         """GET [base]/Type/id/_history/vid."""
-        resp = await self.request("GET", f"{resource_type}/{rid}/_history/{version}",
-                                  what=f"vread {resource_type}")
+        resp = await self.request(
+            "GET", f"{resource_type}/{rid}/_history/{version}", what=f"vread {resource_type}"
+        )
         return _body(resp)
 
     async def search_pages(
@@ -164,16 +175,20 @@ class FhirClient:
         for _ in range(self.settings.max_pages):
             if url is None:
                 return
-            resp = await self.request("GET", url, params=query or None,
-                                      what=f"search {resource_type}")
+            resp = await self.request(
+                "GET", url, params=query or None, what=f"search {resource_type}"
+            )
             bundle = _body(resp)
             yield bundle
             query = {}
-            url = next((lk.get("url") for lk in bundle.get("link") or []
-                        if lk.get("relation") == "next"), None)
+            url = next(
+                (lk.get("url") for lk in bundle.get("link") or [] if lk.get("relation") == "next"),
+                None,
+            )
         if url is not None:
-            log.warning("search %s stopped after max_pages=%d", resource_type,
-                        self.settings.max_pages)
+            log.warning(
+                "search %s stopped after max_pages=%d", resource_type, self.settings.max_pages
+            )
 
     async def search(
         self, resource_type: str, params: Mapping[str, str] | None = None
@@ -193,10 +208,19 @@ class FhirClient:
         headers = {"Prefer": "return=representation"}
         if if_none_exist:
             headers["If-None-Exist"] = if_none_exist
-        resp = await self.request("POST", rtype, json=resource, headers=headers,
-                                  what=f"create {rtype}", idempotent=bool(if_none_exist))
-        return _body(resp) if resp.content else {"resourceType": rtype,
-                                                 "location": resp.headers.get("Location")}
+        resp = await self.request(
+            "POST",
+            rtype,
+            json=resource,
+            headers=headers,
+            what=f"create {rtype}",
+            idempotent=bool(if_none_exist),
+        )
+        return (
+            _body(resp)
+            if resp.content
+            else {"resourceType": rtype, "location": resp.headers.get("Location")}
+        )
 
     async def create_if_none_exist(
         self, resource: Resource, identifier_system: str, identifier_value: str
@@ -214,8 +238,9 @@ class FhirClient:
             or (e.get("request") or {}).get("ifNoneExist")
             for e in bundle.get("entry") or []
         )
-        resp = await self.request("POST", "", json=bundle, what="transaction",
-                                  idempotent=idempotent)
+        resp = await self.request(
+            "POST", "", json=bundle, what="transaction", idempotent=idempotent
+        )
         return _body(resp)
 
 

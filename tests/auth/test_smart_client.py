@@ -39,7 +39,8 @@ async def test_token_success(fhir_server, client_id: str) -> None:
 
 async def test_unallowed_scope_is_dropped_not_granted(fhir_server) -> None:
     settings = fhir_server.settings_for(
-        "verity-limited", scopes="system/Patient.rs system/DetectedIssue.cu")
+        "verity-limited", scopes="system/Patient.rs system/DetectedIssue.cu"
+    )
     auth = SmartBackendAuth(settings)
     try:
         await auth.access_token()
@@ -60,10 +61,18 @@ async def test_wrong_key_refused(fhir_server) -> None:
 class _ExpiredAssertion(ClientAssertion):
     def sign(self, auth: Any, token_endpoint: str) -> str:
         now = int(time.time()) - 900
-        return str(private_key_jwt_sign(
-            self.key, client_id=auth.client_id, token_endpoint=token_endpoint, alg=self.alg,
-            claims={"jti": uuid.uuid4().hex}, header={"kid": self.kid},
-            issued_at=now, expires_at=now + 60))
+        return str(
+            private_key_jwt_sign(
+                self.key,
+                client_id=auth.client_id,
+                token_endpoint=token_endpoint,
+                alg=self.alg,
+                claims={"jti": uuid.uuid4().hex},
+                header={"kid": self.kid},
+                issued_at=now,
+                expires_at=now + 60,
+            )
+        )
 
 
 class _ReplayedAssertion(ClientAssertion):
@@ -71,10 +80,18 @@ class _ReplayedAssertion(ClientAssertion):
 
     def sign(self, auth: Any, token_endpoint: str) -> str:
         now = int(time.time())
-        return str(private_key_jwt_sign(
-            self.key, client_id=auth.client_id, token_endpoint=token_endpoint, alg=self.alg,
-            claims={"jti": self.jti}, header={"kid": self.kid},
-            issued_at=now, expires_at=now + 120))
+        return str(
+            private_key_jwt_sign(
+                self.key,
+                client_id=auth.client_id,
+                token_endpoint=token_endpoint,
+                alg=self.alg,
+                claims={"jti": self.jti},
+                header={"kid": self.kid},
+                issued_at=now,
+                expires_at=now + 120,
+            )
+        )
 
 
 def _assertion(auth_server, client_id: str, cls: type[ClientAssertion]) -> ClientAssertion:
@@ -83,16 +100,20 @@ def _assertion(auth_server, client_id: str, cls: type[ClientAssertion]) -> Clien
 
 
 async def test_expired_assertion_refused(fhir_server, auth_server) -> None:
-    auth = SmartBackendAuth(fhir_server.settings_for("verity-rs384"),
-                            assertion=_assertion(auth_server, "verity-rs384", _ExpiredAssertion))
+    auth = SmartBackendAuth(
+        fhir_server.settings_for("verity-rs384"),
+        assertion=_assertion(auth_server, "verity-rs384", _ExpiredAssertion),
+    )
     with pytest.raises(FhirAuthFailed, match="refused client 'verity-rs384': invalid_client"):
         await auth.access_token()
     await auth.aclose()
 
 
 async def test_replayed_jti_refused(fhir_server, auth_server) -> None:
-    auth = SmartBackendAuth(fhir_server.settings_for("verity-rs384"),
-                            assertion=_assertion(auth_server, "verity-rs384", _ReplayedAssertion))
+    auth = SmartBackendAuth(
+        fhir_server.settings_for("verity-rs384"),
+        assertion=_assertion(auth_server, "verity-rs384", _ReplayedAssertion),
+    )
     await auth.access_token()
     auth.invalidate()
     with pytest.raises(FhirAuthFailed, match="refused client 'verity-rs384': invalid_client"):
@@ -154,8 +175,13 @@ async def test_persistent_401_is_auth_failure(fhir_server) -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.headers["Authorization"])
-        return httpx.Response(401, json={"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "login"}]})
+        return httpx.Response(
+            401,
+            json={
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "login"}],
+            },
+        )
 
     settings = fhir_server.settings_for("verity-rs384")
     auth = SmartBackendAuth(settings)

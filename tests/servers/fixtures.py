@@ -99,7 +99,10 @@ class NodeServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [_node(), str(HERE / self.script), str(self.config_path)],
-            cwd=HERE, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=HERE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         _wait_http(self.ready_url, self.proc, self.log_path)
@@ -175,11 +178,18 @@ class AuthServer:
         now = int(time.time())
         claims = {"jti": uuid.uuid4().hex}
         claims.update({k: v for k, v in overrides.items() if k not in ("iat", "exp")})
-        return str(private_key_jwt_sign(
-            c.key, client_id, self.token_endpoint, alg=c.alg, claims=claims,
-            header={"kid": c.kid, "alg": c.alg}, issued_at=overrides.get("iat", now),
-            expires_at=overrides.get("exp", now + 120),
-        ))
+        return str(
+            private_key_jwt_sign(
+                c.key,
+                client_id,
+                self.token_endpoint,
+                alg=c.alg,
+                claims=claims,
+                header={"kid": c.kid, "alg": c.alg},
+                issued_at=overrides.get("iat", now),
+                expires_at=overrides.get("exp", now + 120),
+            )
+        )
 
     def mint_token(
         self, client_id: str, scope: str | None = None, resource: str | None = None
@@ -231,9 +241,13 @@ class FhirServer:
 
         c = self.auth.clients[client]
         values: dict[str, Any] = {
-            "base_url": base_url or self.base_url, "client_id": c.client_id,
-            "private_key": SecretStr(c.private_pem().decode()), "key_id": c.kid,
-            "signing_alg": c.alg, "backoff_base_s": 0.05, "backoff_max_s": 0.5,
+            "base_url": base_url or self.base_url,
+            "client_id": c.client_id,
+            "private_key": SecretStr(c.private_pem().decode()),
+            "key_id": c.kid,
+            "signing_alg": c.alg,
+            "backoff_base_s": 0.05,
+            "backoff_max_s": 0.5,
         }
         values.update(overrides)
         return FhirSettings(**values)
@@ -265,8 +279,9 @@ def auth_server(test_servers_dir: Path) -> Iterator[AuthServer]:
             Client("api-caller", "ES384", _new_key("ES384"), API_SCOPES),
         )
     }
-    signing = RSAKey.generate_key(2048, parameters={"kid": uuid.uuid4().hex[:16], "alg": "RS256",
-                                                    "use": "sig"}, private=True)
+    signing = RSAKey.generate_key(
+        2048, parameters={"kid": uuid.uuid4().hex[:16], "alg": "RS256", "use": "sig"}, private=True
+    )
     config = {
         "port": port,
         "issuer": issuer,
@@ -274,13 +289,19 @@ def auth_server(test_servers_dir: Path) -> Iterator[AuthServer]:
         "default_resource": fhir_aud,
         "resources": [fhir_aud, API_AUDIENCE],
         "clients": [
-            {"client_id": c.client_id, "alg": c.alg, "scope": c.scope, "token_ttl": c.token_ttl,
-             "jwks": {"keys": [c.key.as_dict(private=False)]}}
+            {
+                "client_id": c.client_id,
+                "alg": c.alg,
+                "scope": c.scope,
+                "token_ttl": c.token_ttl,
+                "jwks": {"keys": [c.key.as_dict(private=False)]},
+            }
             for c in clients.values()
         ],
     }
-    node = NodeServer("auth_server.mjs", config, test_servers_dir,
-                      f"{issuer}/.well-known/openid-configuration")
+    node = NodeServer(
+        "auth_server.mjs", config, test_servers_dir, f"{issuer}/.well-known/openid-configuration"
+    )
     node.start()
     server = AuthServer(issuer, fhir_aud, API_AUDIENCE, signing, clients, node)
     server.fhir_port = fhir_port  # type: ignore[attr-defined]
@@ -293,8 +314,11 @@ def fhir_server(auth_server: AuthServer, test_servers_dir: Path) -> Iterator[Fhi
     port: int = auth_server.fhir_port  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}/fhir"
     config = {
-        "port": port, "issuer": auth_server.issuer, "jwks_uri": auth_server.jwks_uri,
-        "token_endpoint": auth_server.token_endpoint, "audience": base,
+        "port": port,
+        "issuer": auth_server.issuer,
+        "jwks_uri": auth_server.jwks_uri,
+        "token_endpoint": auth_server.token_endpoint,
+        "audience": base,
     }
     node = NodeServer("fhir_server.mjs", config, test_servers_dir, f"{base}/metadata")
     node.start()
@@ -326,7 +350,8 @@ class LossyProxy:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port))
+            asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        )
         self._server = server
         self._ready.set()
         self._loop.run_forever()
@@ -398,6 +423,14 @@ def client_pem_env(client: Client) -> dict[str, str]:
 
 
 __all__ = [
-    "API_AUDIENCE", "AuthServer", "Client", "FhirServer", "LossyProxy", "auth_server",
-    "client_pem_env", "fhir_server", "free_port", "lossy_proxy",
+    "API_AUDIENCE",
+    "AuthServer",
+    "Client",
+    "FhirServer",
+    "LossyProxy",
+    "auth_server",
+    "client_pem_env",
+    "fhir_server",
+    "free_port",
+    "lossy_proxy",
 ]
