@@ -241,7 +241,13 @@ class FhirClient:
         resp = await self.request(
             "POST", "", json=bundle, what="transaction", idempotent=idempotent
         )
-        return _body(resp)
+        result = _body(resp)
+        for i, entry in enumerate(result.get("entry") or []):
+            status = str((entry.get("response") or {}).get("status") or "200")[:3]
+            if status.isdigit() and int(status) >= 400:
+                outcome = (entry.get("response") or {}).get("outcome")
+                raise error_for(int(status), outcome, f"transaction entry {i}")
+        return result
 
 
 def _json_or_none(resp: httpx.Response) -> Any:

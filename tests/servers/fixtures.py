@@ -42,7 +42,7 @@ FHIR_SCOPES = (
     "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.cru "
     "system/DiagnosticReport.cru system/Observation.cru system/Provenance.cr system/Device.cru "
     "system/DetectedIssue.cu system/DiagnosticReport.cu system/Provenance.c "
-    "system/DetectedIssue.rs system/Provenance.rs system/*.read"
+    "system/DetectedIssue.rs system/Provenance.rs"
 )
 ADMIN_SCOPES = "system/*.cruds system/*.read system/*.write"
 API_SCOPES = (
@@ -248,6 +248,8 @@ class FhirServer:
             "signing_alg": c.alg,
             "backoff_base_s": 0.05,
             "backoff_max_s": 0.5,
+            # Verity's default scopes plus search on what it writes (tests check the result)
+            "scopes": FhirSettings().scopes + " system/DetectedIssue.rs system/Provenance.rs",
         }
         values.update(overrides)
         return FhirSettings(**values)
