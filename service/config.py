@@ -75,6 +75,9 @@ class FhirSettings(BaseModel):
     backoff_base_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     max_pages: int = Field(50, ge=1)
+    token_renew_margin_s: float = Field(60.0, ge=0, description="renew this long before expiry")
+    assertion_lifetime_s: int = Field(240, ge=10, le=300, description="SMART: exp <= 5 min")
+    retry_after_max_s: float = Field(60.0, gt=0, description="cap on an honoured Retry-After")
 
 
 class ModelSettings(BaseModel):

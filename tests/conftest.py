@@ -21,6 +21,9 @@ with warnings.catch_warnings():
 from service.config import Settings
 from service.store import migrate
 
+# Real authorization + FHIR servers (tests/servers/install.sh installs them).
+pytest_plugins = ["tests.servers.fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

@@ -1,0 +1,68 @@
+"""FastAPI dependencies: `require_scopes(...)` turns a bearer token into a Principal or an error.
+
+401 (Unauthenticated, with WWW-Authenticate) for a missing or invalid token, 403
+(InsufficientScope) for a valid token without the scope the endpoint declares. The validator is
+the app's single TokenValidator on `app.state.token_validator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from service.auth.scopes import requirement, scope_allows
+from service.auth.tokens import ANONYMOUS, Principal, TokenValidator
+from service.errors import AuthNotConfigured, InsufficientScope, Unauthenticated
+
+
+def _challenge(request: Request, extra: str = "") -> str:
+    metadata = str(request.base_url).rstrip("/") + "/.well-known/oauth-protected-resource"
+    return f'Bearer realm="verity", resource_metadata="{metadata}"' + (
+        f", {extra}" if extra else ""
+    )
+
+
+def bearer_token(request: Request) -> str:
+    """The token from `Authorization: Bearer ...` (the only bearer method Verity supports)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("bearer token required", www_authenticate=_challenge(request))
+    return token.strip()
+
+
+def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
+    """Dependency: each spec (`Verification.c`, `system/Outbox.u`) must be granted."""
+    parsed = [requirement(spec) for spec in required]
+
+    async def dependency(request: Request) -> Principal:
+        validator: TokenValidator | None = getattr(request.app.state, "token_validator", None)
+        if validator is None:
+            raise AuthNotConfigured("no token validator on this app")
+        if not validator.enabled:
+            return ANONYMOUS
+        token = bearer_token(request)
+        try:
+            principal = await validator.validate(token)
+        except Unauthenticated as exc:
+            error = exc.extra.get("www_authenticate", 'Bearer error="invalid_token"')
+            exc.extra["www_authenticate"] = _challenge(request, error.removeprefix("Bearer "))
+            raise
+        missing = [
+            spec
+            for spec, (contexts, resource, perms) in zip(required, parsed, strict=True)
+            if not all(scope_allows(principal.scopes, resource, p, contexts) for p in perms)
+        ]
+        if missing:
+            raise InsufficientScope(
+                f"token lacks scope: {' '.join(missing)}",
+                www_authenticate=_challenge(
+                    request, f'error="insufficient_scope", scope="{" ".join(missing)}"'
+                ),
+                required_scopes=missing,
+            )
+        request.state.principal = principal
+        return principal
+
+    return dependency

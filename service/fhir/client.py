@@ -1,0 +1,276 @@
+"""Async FHIR R4 client: read, vread, search with paging, conditional create, transactions.
+
+Created once per process (`create_fhir_client`) and closed with `aclose()`. Upstream failures
+become the typed errors of service/errors.py; transient ones (429/502/503/504, timeouts) are
+retried with exponential backoff and full jitter, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from service.auth.smart_client import SmartBackendAuth
+from service.config import FhirSettings
+from service.errors import (
+    FhirAuthFailed,
+    FhirForbidden,
+    FhirReferenceInvalid,
+    FhirRejected,
+    FhirResourceGone,
+    FhirResourceNotFound,
+    FhirUnavailable,
+    VerityError,
+)
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+Resource = dict[str, Any]
+
+
+def outcome_text(body: Any) -> str:
+    """Human text from an OperationOutcome (diagnostics or details.text), bounded in size."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    parts = []
+    for issue in body.get("issue") or []:
+        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+        parts.append(f"{issue.get('code', 'unknown')}: {text}" if text else issue.get("code", ""))
+    return "; ".join(p for p in parts if p)[:500]
+
+
+def error_for(status: int, body: Any, what: str) -> VerityError:
+    """The typed error for a non-2xx FHIR response."""
+    text = outcome_text(body)
+    detail = f"{what}: HTTP {status}" + (f" ({text})" if text else "")
+    if status == 401:
+        return FhirAuthFailed(detail, upstream_status=status)
+    if status == 403:
+        return FhirForbidden(detail, upstream_status=status)
+    if status == 404:
+        return FhirResourceNotFound(detail, upstream_status=status)
+    if status == 410:
+        return FhirResourceGone(detail, upstream_status=status)
+    if 400 <= status < 500 and status != 429:
+        return FhirRejected(detail, upstream_status=status)
+    return FhirUnavailable(detail, upstream_status=status)
+
+
+class FhirClient:
+    """One long-lived httpx client for the EHR's FHIR server."""
+
+    def __init__(
+        self,
+        settings: FhirSettings,
+        *,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not settings.base_url:
+            raise FhirReferenceInvalid("no FHIR server configured (VERITY_FHIR__BASE_URL)")
+        self.base_url = settings.base_url.rstrip("/")
+        self.settings = settings
+        self.auth = auth
+        self._origin = urlsplit(self.base_url)[:2]
+        self._http = httpx.AsyncClient(
+            auth=auth,
+            transport=transport,
+            follow_redirects=False,
+            timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+            headers={"Accept": FHIR_JSON},
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        if isinstance(self.auth, SmartBackendAuth):
+            await self.auth.aclose()
+
+    def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            if urlsplit(path)[:2] != self._origin:
+                raise FhirReferenceInvalid("URL points outside the configured FHIR server")
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        s = self.settings
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after:
+            if retry_after.strip().isdigit():
+                return min(float(retry_after), s.retry_after_max_s)
+            when = email.utils.parsedate_to_datetime(retry_after)
+            if when is not None:
+                return max(0.0, min(when.timestamp() - time.time(), s.retry_after_max_s))
+        return random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * 2**attempt))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise the matching typed error."""
+        url = self._url(path)
+        hdrs = dict(headers or {})
+        if json is not None:
+            hdrs["Content-Type"] = FHIR_JSON
+        attempts = self.settings.max_retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                resp = await self._http.request(method, url, json=json, params=params, headers=hdrs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if last:
+                    raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
+                await asyncio.sleep(self._delay(attempt, None))
+                continue
+            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if last or not idempotent:
+                    raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
+                await asyncio.sleep(self._delay(attempt, None))
+                continue
+            if resp.status_code < 300:
+                return resp
+            if resp.status_code in RETRY_STATUSES and not last:
+                log.info("FHIR %s %s: HTTP %s, retrying", method, what, resp.status_code)
+                await asyncio.sleep(self._delay(attempt, resp))
+                continue
+            raise error_for(resp.status_code, _json_or_none(resp), what)
+        raise FhirUnavailable(f"{what}: retries exhausted")  # pragma: no cover
+
+    async def read(self, resource_type: str, rid: str) -> Resource:
+        """GET [base]/Type/id."""
+        resp = await self.request("GET", f"{resource_type}/{rid}", what=f"read {resource_type}")
+        return _body(resp)
+
+    async def vread(self, resource_type: str, rid: str, version: str) -> Resource:
+        """GET [base]/Type/id/_history/vid."""
+        resp = await self.request(
+            "GET", f"{resource_type}/{rid}/_history/{version}", what=f"vread {resource_type}"
+        )
+        return _body(resp)
+
+    async def search_pages(
+        self, resource_type: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Resource]:
+        """Yield searchset Bundles, following `next` only on the FHIR server's own origin."""
+        url: str | None = resource_type
+        query = dict(params or {})
+        for _ in range(self.settings.max_pages):
+            if url is None:
+                return
+            resp = await self.request(
+                "GET", url, params=query or None, what=f"search {resource_type}"
+            )
+            bundle = _body(resp)
+            yield bundle
+            query = {}
+            url = next(
+                (lk.get("url") for lk in bundle.get("link") or [] if lk.get("relation") == "next"),
+                None,
+            )
+        if url is not None:
+            log.warning(
+                "search %s stopped after max_pages=%d", resource_type, self.settings.max_pages
+            )
+
+    async def search(
+        self, resource_type: str, params: Mapping[str, str] | None = None
+    ) -> list[Resource]:
+        """Every matching resource (search mode `match`) across pages."""
+        found: list[Resource] = []
+        async for bundle in self.search_pages(resource_type, params):
+            for entry in bundle.get("entry") or []:
+                mode = (entry.get("search") or {}).get("mode", "match")
+                if mode == "match" and "resource" in entry:
+                    found.append(entry["resource"])
+        return found
+
+    async def create(self, resource: Resource, *, if_none_exist: str | None = None) -> Resource:
+        """POST a resource; with If-None-Exist the server returns the existing match instead."""
+        rtype = resource["resourceType"]
+        headers = {"Prefer": "return=representation"}
+        if if_none_exist:
+            headers["If-None-Exist"] = if_none_exist
+        resp = await self.request(
+            "POST",
+            rtype,
+            json=resource,
+            headers=headers,
+            what=f"create {rtype}",
+            idempotent=bool(if_none_exist),
+        )
+        return (
+            _body(resp)
+            if resp.content
+            else {"resourceType": rtype, "location": resp.headers.get("Location")}
+        )
+
+    async def create_if_none_exist(
+        self, resource: Resource, identifier_system: str, identifier_value: str
+    ) -> Resource:
+        """Conditional create on a stable business identifier (idempotent)."""
+        query = httpx.QueryParams({"identifier": f"{identifier_system}|{identifier_value}"})
+        return await self.create(resource, if_none_exist=str(query))
+
+    async def transaction(self, bundle: Resource) -> Resource:
+        """POST a transaction Bundle; idempotent when its creates carry ifNoneExist."""
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+            raise FhirRejected("not a transaction Bundle")
+        idempotent = all(
+            (e.get("request") or {}).get("method") != "POST"
+            or (e.get("request") or {}).get("ifNoneExist")
+            for e in bundle.get("entry") or []
+        )
+        resp = await self.request(
+            "POST", "", json=bundle, what="transaction", idempotent=idempotent
+        )
+        result = _body(resp)
+        for i, entry in enumerate(result.get("entry") or []):
+            status = str((entry.get("response") or {}).get("status") or "200")[:3]
+            if status.isdigit() and int(status) >= 400:
+                outcome = (entry.get("response") or {}).get("outcome")
+                raise error_for(int(status), outcome, f"transaction entry {i}")
+        return result
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+def _body(resp: httpx.Response) -> Resource:
+    body = _json_or_none(resp)
+    if not isinstance(body, dict) or "resourceType" not in body:
+        raise FhirUnavailable(f"FHIR server answered HTTP {resp.status_code} without a resource")
+    return body
+
+
+async def create_fhir_client(settings: FhirSettings) -> FhirClient:
+    """The app's FHIR client: SMART Backend Services auth when a client_id is configured."""
+    auth = SmartBackendAuth(settings) if settings.client_id else None
+    client = FhirClient(settings, auth=auth)
+    if auth is not None:
+        try:
+            await auth.discover()
+        except FhirUnavailable:
+            log.warning("FHIR server not reachable at start-up; discovery will be retried")
+    return client
