@@ -85,11 +85,31 @@ def _instant(value: datetime) -> str:
     return value.isoformat()
 
 
-def _ref(reference: str, display: str | None = None) -> dict[str, str]:
+def _ref(reference: str, display: str | None = None, rtype: str | None = None) -> dict[str, str]:
+    """A Reference that also states its resource type, so readers need not parse the URL."""
     out = {"reference": reference}
+    rtype = rtype or reference_type(reference)
+    if rtype:
+        out["type"] = rtype
     if display:
         out["display"] = display
     return out
+
+
+def reference_type(reference: str) -> str | None:
+    """The resource type a relative, absolute or conditional reference points at, if it says."""
+    if reference.startswith(("urn:", "#")):
+        return None
+    path = reference.split("?", 1)[0].rstrip("/").split("/")
+    if "_history" in path:
+        path = path[: path.index("_history")]
+    if "?" in reference:
+        candidate = path[-1]
+    elif len(path) >= 2:
+        candidate = path[-2]
+    else:
+        return None
+    return candidate if candidate[:1].isupper() and candidate.isalnum() else None
 
 
 def device_identifier(models: Sequence[ModelInfo], config: WritebackConfig | None = None) -> str:
@@ -170,7 +190,7 @@ def detected_issue(
         "severity": primary.severity,
         "patient": _ref(v.patient_ref),
         "identifiedDateTime": _instant(v.created_at),
-        "author": _ref(author, cfg.device_name),
+        "author": _ref(author, cfg.device_name, "Device"),
         "implicated": implicated,
         "evidence": evidence(v, issues),
         "detail": f"{detail} {codes.DISCLAIMER}",
@@ -200,7 +220,7 @@ def provenance(
             ]
         },
         "role": [{"coding": [dict(codes.AI_DEVICE_TYPE)]}],
-        "who": _ref(device_ref, cfg.device_name),
+        "who": _ref(device_ref, cfg.device_name, "Device"),
     }
     agents = [ai_agent]
     if cfg.organization_reference:
@@ -236,7 +256,7 @@ def provenance(
                 },
             }
         )
-    target: dict[str, Any] = _ref(target_fullurl)
+    target: dict[str, Any] = _ref(target_fullurl, rtype="DetectedIssue")
     score = confidence(v)
     if score is not None:
         target["extension"] = [{"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": score}]
