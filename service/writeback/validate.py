@@ -6,7 +6,8 @@ this is a deliberately small one. It checks, for every element in the profile's 
 - cardinality (min/max) of the element within each occurrence of its parent;
 - `fixed[x]` (exact) and `pattern[x]` (subset) values;
 - `required` bindings to the ValueSets in `fhir_profiles/` (code, Coding, CodeableConcept);
-- allowed types of a choice element (`identified[x]` restricted to dateTime);
+- allowed types of a choice element (`identified[x]` restricted to dateTime: a Period is an
+  error and does not count towards min);
 - the resource type of a `Reference` against `targetProfile` (from `Reference.type`, the
   reference URL, a conditional reference, or a Bundle `urn:uuid:` fullUrl given by the caller);
 - slices discriminated by `value`/`pattern` on `$this` or a child path (membership, then the
@@ -124,20 +125,37 @@ class _Checker:
             prefix = f"{prefix}.{seg}"
             parents = [c for p in parents for c in self._children(p, seg, prefix)]
         last = segments[-1]
+        allowed = {t["code"] for t in el.get("type", [])}
         for parent in parents:
-            items = self._children(parent, last, el["id"])
+            if last.endswith("[x]") and allowed and isinstance(parent, Mapping):
+                self._choice_types(el["id"], last[:-3], allowed, parent)
+            items = self._children(parent, last, el["id"], allowed)
             self._cardinality(el, items)
             for item in items:
                 self._value(el, item)
 
-    def _children(self, node: Any, seg: str, seg_id: str) -> list[Any]:
+    def _choice_types(
+        self, el_id: str, stem: str, allowed: set[str], parent: Mapping[str, Any]
+    ) -> None:
+        for key in parent:
+            suffix = key[len(stem) :]
+            if key.startswith(stem) and suffix[:1].isupper() and _type_code(suffix) not in allowed:
+                self.errors.append(f"{el_id}: {key} not allowed, only {sorted(allowed)}")
+
+    def _children(
+        self, node: Any, seg: str, seg_id: str, allowed: set[str] | None = None
+    ) -> list[Any]:
         if not isinstance(node, Mapping):
             return []
         name, _, slice_name = seg.partition(":")
         if name.endswith("[x]"):
             stem = name[:-3]
             values = [
-                v for k, v in node.items() if k.startswith(stem) and k[len(stem) :][:1].isupper()
+                v
+                for k, v in node.items()
+                if k.startswith(stem)
+                and k[len(stem) :][:1].isupper()
+                and (not allowed or _type_code(k[len(stem) :]) in allowed)
             ]
         else:
             values = [node[name]] if name in node else []
@@ -219,6 +237,33 @@ class _Checker:
         if profile is not None:
             return str(profile["type"])
         return url.removeprefix(CORE_SD)
+
+
+def _type_code(suffix: str) -> str:
+    """`DateTime` -> `dateTime`, `Reference` -> `Reference` (complex types keep their case)."""
+    lowered = suffix[:1].lower() + suffix[1:]
+    primitives = {
+        "boolean",
+        "integer",
+        "string",
+        "decimal",
+        "uri",
+        "url",
+        "canonical",
+        "base64Binary",
+        "instant",
+        "date",
+        "dateTime",
+        "time",
+        "code",
+        "oid",
+        "id",
+        "markdown",
+        "unsignedInt",
+        "positiveInt",
+        "uuid",
+    }
+    return lowered if lowered in primitives else suffix
 
 
 def _fixed_or_pattern(el: Mapping[str, Any]) -> tuple[str, Any] | None:
