@@ -78,7 +78,8 @@ class IssueKind:
     act_code: tuple[str, str] | None = None  # (code, display) in v3-ActCode
 
 
-# v3-ActCode codes, all in http://terminology.hl7.org/ValueSet/v3-ActDetectedIssueCode:
+# v3-ActCode detected-issue codes (terminology.hl7.org CodeSystem-v3-ActCode; the first three are
+# in _SupplyDetectedIssueCode, KEY206 in _ActAdministrativeRuleDetectedIssueCode):
 #   NOTEQUIV  "not equivalent alert" (The therapy being performed is not sufficiently equivalent
 #             to the therapy which was requested.)
 #   FULFIL    "fulfillment alert" (The therapy being performed is in some way out of alignment

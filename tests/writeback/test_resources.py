@@ -495,3 +495,11 @@ def test_refuses_a_verification_without_patient_or_time_zone():
 )
 def test_reference_type(ref, rtype):
     assert reference_type(ref) == rtype
+
+
+def test_docs_example_is_what_the_code_builds():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "fhir.md").read_text()
+    block = text.split("```json\n")[-1].split("\n```")[0]
+    assert json.loads(block) == transaction_bundle(make_verification(Verdict.MISMATCH), ORG).bundle
