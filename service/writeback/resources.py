@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from fhir.resources.R4B.detectedissue import DetectedIssue
 from fhir.resources.R4B.device import Device
@@ -313,12 +314,19 @@ def transaction_bundle(
     issue = detected_issue(v, cfg, author_reference=dev_url)
     prov = provenance(v, issue_url, cfg, device_reference=dev_url)
     entries = [
-        _entry(dev_url, _json(device), f"identifier={cfg.device_identifier_system}|{dev_value}"),
-        _entry(issue_url, _json(issue), f"identifier={cfg.identifier_system}|{v.id}"),
-        _entry(prov_url, _json(prov), f"_tag={cfg.provenance_tag_system}|{v.id}"),
+        _entry(
+            dev_url, _json(device), _query("identifier", cfg.device_identifier_system, dev_value)
+        ),
+        _entry(issue_url, _json(issue), _query("identifier", cfg.identifier_system, v.id)),
+        _entry(prov_url, _json(prov), _query("_tag", cfg.provenance_tag_system, v.id)),
     ]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     return OutboxWrite(bundle, cfg.identifier_system, v.id)
+
+
+def _query(param: str, system: str, value: str) -> str:
+    """A token search, percent-encoded so a `+`, `&` or `%` in an id cannot change its meaning."""
+    return f"{param}={quote(system, safe=':/')}|{quote(value, safe=':/')}"
 
 
 def _json(resource: Device | DetectedIssue | Provenance) -> dict[str, Any]:

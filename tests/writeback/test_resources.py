@@ -503,3 +503,14 @@ def test_docs_example_is_what_the_code_builds():
     text = (Path(__file__).resolve().parents[2] / "docs" / "fhir.md").read_text()
     block = text.split("```json\n")[-1].split("\n```")[0]
     assert json.loads(block) == transaction_bundle(make_verification(Verdict.MISMATCH), ORG).bundle
+
+
+def test_if_none_exist_is_percent_encoded():
+    """Seen on a real server: an unencoded `+` became a space, so a retry created a duplicate."""
+    v = make_verification(Verdict.MISMATCH, id="a+b&c=d%e f")
+    issue = transaction_bundle(v, ORG).bundle["entry"][1]
+    assert (
+        issue["request"]["ifNoneExist"]
+        == "identifier=urn:verity:verification|a%2Bb%26c%3Dd%25e%20f"
+    )
+    assert issue["resource"]["identifier"][0]["value"] == "a+b&c=d%e f"
