@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.writeback.resources import reference_type
+from service.writeback.datatypes import reference_type
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "fhir_profiles"
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"

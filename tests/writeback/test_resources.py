@@ -514,3 +514,12 @@ def test_if_none_exist_is_percent_encoded():
         == "identifier=urn:verity:verification|a%2Bb%26c%3Dd%25e%20f"
     )
     assert issue["resource"]["identifier"][0]["value"] == "a+b&c=d%e f"
+
+
+def test_config_follows_the_outbox_setting():
+    from service.config import Settings
+
+    on = WritebackConfig.from_settings(Settings(outbox={"write_match": True}), device_id="ward-7")
+    assert on.write_match and on.device_id == "ward-7"
+    assert not WritebackConfig.from_settings(Settings()).write_match
+    assert transaction_bundle(make_verification(Verdict.MATCH), on) is not None
