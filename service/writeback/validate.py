@@ -1,7 +1,11 @@
 """Check a resource against the differential of one of Verity's profiles in `fhir_profiles/`.
 
-No maintained pure-Python FHIR profile validator exists on PyPI (the HL7 validator is Java), so
-this is a deliberately small one. It checks, for every element in the profile's differential:
+Why our own: the PyPI candidates checked (2026-11) fall short for these profiles.
+`pyrofile-validator` 0.3.0 compares a top-level `pattern[x]` CodeableConcept by equality of
+its codings (a coding with a `display` fails a pattern without one, which FHIR allows) and
+cannot load the AI Transparency IG offline; `hl7fhirgen` 0.1.0 does not disambiguate slices.
+The HL7 validator is Java. So this is a deliberately small one. For every element in the
+profile's differential it checks:
 
 - cardinality (min/max) of the element within each occurrence of its parent;
 - `fixed[x]` (exact) and `pattern[x]` (subset) values;
