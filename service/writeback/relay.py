@@ -28,9 +28,11 @@ DELIVERED = Counter("verity_outbox_delivered_total", "Outbox rows the FHIR serve
 FAILED = Counter(
     "verity_outbox_failed_attempts_total", "Delivery attempts that failed", ["error_code"]
 )
-DEAD = Counter("verity_outbox_dead_total", "Outbox rows moved to dead-letter", ["error_code"])
-PENDING = Gauge("verity_outbox_pending", "Outbox rows waiting for delivery")
-DEAD_ROWS = Gauge("verity_outbox_dead", "Outbox rows in dead-letter")
+DEAD = Counter(
+    "verity_outbox_dead_lettered_total", "Outbox rows moved to dead-letter", ["error_code"]
+)
+PENDING = Gauge("verity_outbox_pending_rows", "Outbox rows waiting for delivery")
+DEAD_ROWS = Gauge("verity_outbox_dead_rows", "Outbox rows in dead-letter")
 
 
 async def queue_write(

@@ -357,6 +357,8 @@ class LossyProxy:
         self._server = server
         self._ready.set()
         self._loop.run_forever()
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     def start(self) -> None:
         self._thread.start()
