@@ -133,6 +133,7 @@ class OutboxSettings(BaseModel):
     max_attempts: int = Field(10, ge=1)
     backoff_base_s: float = Field(2.0, gt=0)
     backoff_max_s: float = Field(600.0, gt=0)
+    lease_s: float = Field(300.0, ge=5, description="a claimed row comes due again after this")
     write_match: bool = False
 
 

@@ -20,50 +20,14 @@ import httpx
 
 from service.auth.smart_client import SmartBackendAuth
 from service.config import FhirSettings
-from service.errors import (
-    FhirAuthFailed,
-    FhirForbidden,
-    FhirReferenceInvalid,
-    FhirRejected,
-    FhirResourceGone,
-    FhirResourceNotFound,
-    FhirUnavailable,
-    VerityError,
-)
+from service.errors import FhirReferenceInvalid, FhirRejected, FhirUnavailable
+from service.fhir.errors import error_for
 
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 Resource = dict[str, Any]
-
-
-def outcome_text(body: Any) -> str:
-    """Human text from an OperationOutcome (diagnostics or details.text), bounded in size."""
-    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
-        return ""
-    parts = []
-    for issue in body.get("issue") or []:
-        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
-        parts.append(f"{issue.get('code', 'unknown')}: {text}" if text else issue.get("code", ""))
-    return "; ".join(p for p in parts if p)[:500]
-
-
-def error_for(status: int, body: Any, what: str) -> VerityError:
-    """The typed error for a non-2xx FHIR response."""
-    text = outcome_text(body)
-    detail = f"{what}: HTTP {status}" + (f" ({text})" if text else "")
-    if status == 401:
-        return FhirAuthFailed(detail, upstream_status=status)
-    if status == 403:
-        return FhirForbidden(detail, upstream_status=status)
-    if status == 404:
-        return FhirResourceNotFound(detail, upstream_status=status)
-    if status == 410:
-        return FhirResourceGone(detail, upstream_status=status)
-    if 400 <= status < 500 and status != 429:
-        return FhirRejected(detail, upstream_status=status)
-    return FhirUnavailable(detail, upstream_status=status)
 
 
 class FhirClient:

@@ -1,0 +1,163 @@
+"""The outbox relay: delivers queued transaction Bundles to the EHR's FHIR server.
+
+Runs inside `verity serve` (`run_relay`) or alone (`run_worker` for `verity worker`); any number
+of relays can run at once: rows are claimed with SKIP LOCKED and every Bundle is a conditional
+create, so a retry after a lost response finds the resource instead of writing it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import psycopg
+from prometheus_client import Counter, Gauge
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from service.config import OutboxSettings, Settings
+from service.errors import ClientError, VerityError
+from service.fhir.client import FhirClient, create_fhir_client
+from service.store import outbox
+from service.writeback.bundle import created_location, transaction_bundle
+
+log = logging.getLogger(__name__)
+
+DELIVERED = Counter("verity_outbox_delivered_total", "Outbox rows the FHIR server accepted")
+FAILED = Counter(
+    "verity_outbox_failed_attempts_total", "Delivery attempts that failed", ["error_code"]
+)
+DEAD = Counter(
+    "verity_outbox_dead_lettered_total", "Outbox rows moved to dead-letter", ["error_code"]
+)
+PENDING = Gauge("verity_outbox_pending_rows", "Outbox rows waiting for delivery")
+DEAD_ROWS = Gauge("verity_outbox_dead_rows", "Outbox rows in dead-letter")
+
+
+async def queue_write(
+    conn: psycopg.AsyncConnection,
+    resource: dict[str, Any],
+    provenance: dict[str, Any] | None,
+    identifier_system: str,
+    identifier_value: str,
+    verification_id: str | None = None,
+) -> int | None:
+    """Queue a resource + Provenance as an idempotent Bundle, in the caller's transaction."""
+    return await outbox.enqueue(
+        conn,
+        resource_type=resource["resourceType"],
+        identifier_system=identifier_system,
+        identifier_value=identifier_value,
+        payload=transaction_bundle(resource, provenance, identifier_system, identifier_value),
+        verification_id=verification_id,
+    )
+
+
+def backoff_s(attempts: int, settings: OutboxSettings) -> float:
+    """Exponential backoff with jitter (50-100% of the capped exponential)."""
+    ceiling = min(settings.backoff_max_s, settings.backoff_base_s * 2 ** max(attempts - 1, 0))
+    return float(ceiling * random.uniform(0.5, 1.0))
+
+
+async def deliver_batch(
+    pool: AsyncConnectionPool, fhir: FhirClient, settings: OutboxSettings
+) -> int:
+    """Claim one batch of due rows and deliver each; returns how many were claimed."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        rows = await outbox.claim_due(conn, limit=settings.batch_size, lease_s=settings.lease_s)
+    for row in rows:
+        await _deliver(pool, fhir, settings, row)
+    return len(rows)
+
+
+async def _deliver(
+    pool: AsyncConnectionPool, fhir: FhirClient, settings: OutboxSettings, row: outbox.OutboxRow
+) -> None:
+    try:
+        response = await fhir.transaction(row.payload)
+    except VerityError as exc:
+        error = f"{exc.code}: {exc.detail}"
+        permanent = isinstance(exc, ClientError) or not exc.retryable
+        permanent = permanent and exc.code != "VERITY-5021"  # credentials may be fixed
+        async with pool.connection() as conn:
+            await conn.set_autocommit(True)
+            if permanent or row.attempts >= settings.max_attempts:
+                await outbox.mark_dead(conn, row.id, error)
+                DEAD.labels(exc.code).inc()
+                log.warning(
+                    "outbox row %d dead after %d attempts: %s", row.id, row.attempts, exc.code
+                )
+            else:
+                await outbox.mark_failed(conn, row.id, error, backoff_s(row.attempts, settings))
+                FAILED.labels(exc.code).inc()
+        return
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await outbox.mark_delivered(conn, row.id, created_location(response))
+    DELIVERED.inc()
+
+
+async def refresh_gauges(pool: AsyncConnectionPool) -> outbox.OutboxStatus:
+    """Read the queue's state and publish it as gauges."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        state = await outbox.status(conn, dead_limit=0)
+    PENDING.set(state.counts["pending"])
+    DEAD_ROWS.set(state.counts["dead"])
+    return state
+
+
+async def run_relay(
+    pool: AsyncConnectionPool,
+    fhir_client: FhirClient,
+    settings: OutboxSettings,
+    stop_event: asyncio.Event,
+) -> None:
+    """Deliver until stop_event is set; sleeps poll_interval_s when nothing is due."""
+    log.info("outbox relay started")
+    loops = 0
+    while not stop_event.is_set():
+        try:
+            claimed = await deliver_batch(pool, fhir_client, settings)
+            if loops % 30 == 0:
+                await refresh_gauges(pool)
+            loops += 1
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("outbox relay: database unavailable (%s)", type(exc).__name__)
+            claimed = 0
+        if claimed == 0:
+            try:
+                await asyncio.wait_for(stop_event.wait(), timeout=settings.poll_interval_s)
+            except TimeoutError:
+                pass
+    log.info("outbox relay stopped")
+
+
+async def run_worker(settings: Settings, stop_event: asyncio.Event) -> None:
+    """`verity worker`: own pool and FHIR client, relay until stop_event."""
+    from service.store.database import Database
+
+    db = Database(settings)
+    await db.start(run_migrations=False)
+    fhir = await create_fhir_client(settings.fhir)
+    try:
+        await run_relay(db.pool, fhir, settings.outbox, stop_event)
+    finally:
+        await fhir.aclose()
+        await db.stop()
+
+
+async def outbox_status(pool: AsyncConnectionPool, dead_limit: int = 20) -> outbox.OutboxStatus:
+    """`verity outbox status`: counts, oldest pending age, newest dead letters."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        return await outbox.status(conn, dead_limit=dead_limit)
+
+
+async def retry_row(pool: AsyncConnectionPool, row_id: int) -> bool:
+    """`verity outbox retry ID`: requeue a dead row now; False if there is no such row."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        return await outbox.retry(conn, row_id)
