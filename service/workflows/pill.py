@@ -16,7 +16,7 @@ import psycopg
 from service.config import Settings
 from service.errors import NoPillFound
 from service.pipeline import PillService
-from service.store import library
+from service.store import library, outbox
 from service.store import verifications as audit
 from service.store.library import Product
 from service.verify.orders import OrderInfo, contained_medication, read_order
@@ -31,6 +31,7 @@ from service.verify.results import (
     ProductRef,
     Verdict,
 )
+from service.writeback.resources import OutboxWrite
 
 ORDER_TYPE = "MedicationRequest"
 _SEVERITY = [Verdict.MATCH, Verdict.NOT_IN_LIBRARY, Verdict.UNCERTAIN, Verdict.MISMATCH]
@@ -180,12 +181,61 @@ def to_json(v: PillVerification) -> dict[str, Any]:
     return out
 
 
-def new_audit_row(v: PillVerification, req: PillRequest) -> audit.NewVerification:
+def new_audit_row(
+    v: PillVerification, req: PillRequest, result: dict[str, Any]
+) -> audit.NewVerification:
     return audit.NewVerification(
         id=v.id, kind="pill", request_sha256=req.sha256(), order_ref=v.order_ref,
-        verdict=v.verdict.value, result=to_json(v), patient_ref=v.patient_ref,
+        verdict=v.verdict.value, result=result, patient_ref=v.patient_ref,
         related_ref=v.dispense_ref, idempotency_key=req.idempotency_key,
         caller_subject=req.caller.subject, caller_client_id=req.caller.client_id,
         caller_scopes=req.caller.scopes, input_sha256=tuple(v.photo_sha256),
         model_versions={m.name: m.version for m in v.models},
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded verification (its JSON, with what happens in the EHR) and whether this call
+    created it."""
+
+    result: dict[str, Any]
+    created: bool
+
+
+async def record(
+    conn: psycopg.AsyncConnection,
+    v: PillVerification,
+    req: PillRequest,
+    write: OutboxWrite | None,
+    *,
+    deliver: bool,
+) -> Recorded:
+    """The audit row and its outbox row in ONE transaction; a lost idempotency race returns the
+    winner's result instead of writing a second verification."""
+    result = {**to_json(v), "fhir": fhir_summary(write, deliver=deliver)}
+    async with conn.transaction():
+        inserted = await audit.insert(conn, new_audit_row(v, req, result))
+        if inserted and write is not None and deliver:
+            await outbox.enqueue(
+                conn, resource_type="DetectedIssue", identifier_system=write.identifier_system,
+                identifier_value=write.identifier_value, payload=write.bundle,
+                verification_id=v.id,
+            )  # fmt: skip
+    if not inserted:
+        assert req.idempotency_key is not None
+        existing = await audit.find_by_idempotency_key(
+            conn, req.caller.client_id, req.idempotency_key, req.sha256()
+        )
+        assert existing is not None
+        return Recorded(existing.result, False)
+    return Recorded(result, True)
+
+
+def fhir_summary(write: OutboxWrite | None, *, deliver: bool) -> dict[str, Any]:
+    """What happens in the EHR: nothing, queued for the relay, or (dry run) what would be."""
+    if write is None:
+        return {"status": "not_written", "reason": "a clean MATCH is not written (configurable)"}
+    if not deliver:
+        return {"status": "dry_run", "bundle": write.bundle}
+    return {"status": "queued", "identifier": f"{write.identifier_system}|{write.identifier_value}"}
