@@ -90,7 +90,7 @@ def render(
     background, colour cast, angle and scale."""
     rng = np.random.default_rng(seed)
     canvas = Image.new("RGB", size, background)
-    layer = _pill_layer(pill, scale).rotate(angle, expand=True, resample=Image.BICUBIC)
+    layer = _pill_layer(pill, scale).rotate(angle, expand=True, resample=Image.Resampling.BICUBIC)
     slots = max(1, count)
     for i in range(slots):
         cx = int(size[0] * (i + 0.5) / slots - layer.width / 2)
