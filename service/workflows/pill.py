@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import psycopg
 
 from service.config import Settings
-from service.errors import NoPillFound
+from service.errors import InternalError, NoPillFound
+from service.metrics import FINDINGS, VERIFICATIONS
 from service.pipeline import PillService
 from service.store import library, outbox
 from service.store import verifications as audit
@@ -223,12 +224,16 @@ async def record(
                 verification_id=v.id,
             )  # fmt: skip
     if not inserted:
-        assert req.idempotency_key is not None
+        # Only an idempotency key can collide: a concurrent request with the same key won.
         existing = await audit.find_by_idempotency_key(
-            conn, req.caller.client_id, req.idempotency_key, req.sha256()
+            conn, req.caller.client_id, req.idempotency_key or "", req.sha256()
         )
-        assert existing is not None
+        if existing is None:
+            raise InternalError("verification was neither recorded nor found")
         return Recorded(existing.result, False)
+    VERIFICATIONS.labels("pill", v.verdict.value).inc()
+    for finding in v.findings:
+        FINDINGS.labels(finding.value).inc()
     return Recorded(result, True)
 
 

@@ -218,3 +218,20 @@ async def test_write_back_waits_out_an_outage(
                 break
         await deliver_batch(app.state.db.pool, app.state.fhir, settings.outbox)
         assert len(ehr.search(f"DetectedIssue?identifier={ISSUE_SYSTEM}|{vid}")) == 1
+
+
+async def test_concurrent_retries_with_one_key_record_one_verification(pill_app, ehr):
+    patient = ehr.patient()
+    order = ehr.order(patient, NDC_A)
+    key = new_key()
+    a, b = await asyncio.gather(
+        verify(pill_app, order, [photo(PRODUCT_B, PHOTO_B)], key=key),
+        verify(pill_app, order, [photo(PRODUCT_B, PHOTO_B)], key=key),
+    )
+    assert sorted([a.status_code, b.status_code]) == [200, 201], (a.text, b.text)
+    assert a.json()["id"] == b.json()["id"]
+    listed = await pill_app.get("/v1/medication-verifications", params={"patient": patient})
+    assert len(listed.json()["items"]) == 1
+    await delivered(ehr, a.json()["id"])
+    await asyncio.sleep(0.5)
+    assert len(ehr.search(f"DetectedIssue?patient={patient}")) == 1
