@@ -235,3 +235,25 @@ async def test_concurrent_retries_with_one_key_record_one_verification(pill_app,
     await delivered(ehr, a.json()["id"])
     await asyncio.sleep(0.5)
     assert len(ehr.search(f"DetectedIssue?patient={patient}")) == 1
+
+
+async def test_order_with_a_referenced_medication_finds_products_by_ingredient(pill_app, ehr):
+    """No codes on the order: the Medication on the server names ingredient and strength."""
+    med = ehr.create({
+        "resourceType": "Medication",
+        "code": {"text": "Loperamide hydrochloride capsule"},
+        "ingredient": [{"itemCodeableConcept": {"text": "LOPERAMIDE"},
+                        "strength": {"numerator": {"value": 2, "unit": "mg"},
+                                     "denominator": {"value": 1, "unit": "capsule"}}}],
+    })  # fmt: skip
+    patient = ehr.patient()
+    order = ehr.create({
+        "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": {"reference": patient},
+        "medicationReference": {"reference": f"Medication/{med['id']}"},
+    })  # fmt: skip
+    body = (
+        await verify(pill_app, f"MedicationRequest/{order['id']}", [photo(PRODUCT_B, PHOTO_B)])
+    ).json()
+    assert [e["id"] for e in body["expected"]] == [PRODUCT_A]
+    assert body["verdict"] != "MATCH"
