@@ -16,6 +16,8 @@ MIN_AREA_FRAC = 0.0005  # of the frame: a small pill in a full phone frame is ~0
 MIN_SIDE_PX = 6
 MAX_BORDER_TOUCH = 0.35  # a region hugging this share of the frame edge is background
 MIN_SOLIDITY = 0.6
+TIGHT_CROP_SOLIDITY = 0.9  # a frame-hugging region this solid is a tightly cropped pill ...
+TIGHT_CROP_MAX_FRAC = 0.85  # ... unless it fills the frame (a flat or noisy image)
 MIN_REL_AREA = 0.2  # regions smaller than this share of the largest are crumbs, not pills
 
 
@@ -89,12 +91,16 @@ def find_pills(rgb: np.ndarray) -> list[PillRegion]:
             continue
         comp = (labels == i).astype(np.uint8)
         edge = int(comp[0].sum() + comp[-1].sum() + comp[:, 0].sum() + comp[:, -1].sum())
-        if edge / (2 * (sh + sw)) > MAX_BORDER_TOUCH:
-            continue
         contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         hull = cv2.convexHull(max(contours, key=cv2.contourArea))
-        if area / max(cv2.contourArea(hull), 1.0) < MIN_SOLIDITY:
+        hull_area = max(cv2.contourArea(hull), 1.0)
+        solidity = area / hull_area
+        if solidity < MIN_SOLIDITY:
             continue
+        if edge / (2 * (sh + sw)) > MAX_BORDER_TOUCH and not (
+            solidity > TIGHT_CROP_SOLIDITY and hull_area < TIGHT_CROP_MAX_FRAC * sh * sw
+        ):
+            continue  # hugging the frame: background, unless a solid pill in a tight crop
         found.append((float(area), hull, edge > 0))
     if not found:
         return []
