@@ -17,6 +17,7 @@ from service.errors import NoPillFound, TooManyPills
 from service.models.embedder import embed
 from service.models.ocr import NO_READ, ImprintRead, read_imprint
 from service.models.registry import ModelRegistry
+from service.verify.evidence import READ_SEPARATOR
 from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, verify
 from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView, Verdict
 from service.vision.colour import apply_gains, background_gains, dominant_colours
@@ -27,6 +28,8 @@ from service.vision.segment import PillRegion, find_pills, whole_frame_region
 COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Kries)
 QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not
 REF_TURNS = (0.0, 90.0, 180.0, 270.0)  # references cover every right-angle turn
+QUERY_OCR_TURNS = (0.0,)  # the OCR's own line classifier handles upside-down text
+REF_OCR_TURNS = (0.0, 90.0)  # enrolment reads harder: text across a capsule, any round pill
 
 
 @dataclass
@@ -71,12 +74,13 @@ class PillEngine:
             raise TooManyPills(f"{len(regions)} pills > {self.limits.max_pills_per_photo}",
                                count=len(regions))
         timings["find"] = _ms(t)
-        pills = [self._describe(rgb, r, regions, i, QUERY_TURNS, timings)
+        pills = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
                  for i, r in enumerate(regions)]
         return PhotoResult(pills, timings)
 
     def _describe(self, rgb: np.ndarray, region: PillRegion, regions: list[PillRegion],
-                  index: int, turns: tuple[float, ...], timings: dict[str, float]) -> QueryPill:
+                  index: int, turns: tuple[float, ...], ocr_turns: tuple[float, ...],
+                  timings: dict[str, float]) -> QueryPill:
         t = time.perf_counter()
         others = np.zeros_like(region.mask)
         for r in regions:
@@ -95,10 +99,11 @@ class PillEngine:
         embeddings = embed(self.registry, self.embedder, [masked(c, m) for c, m in crops])
         timings["embed"] = timings.get("embed", 0.0) + _ms(t)
         t = time.perf_counter()
-        read = self._ocr(ocr_band(*crops[0]))
+        reads = [self._ocr(ocr_band(*crops[turns.index(turn)])) for turn in ocr_turns]
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
-        return QueryPill(embeddings, features, read.text or None, read.confidence,
-                         self.model_version, index)
+        text = READ_SEPARATOR.join(dict.fromkeys(r.text for r in reads if r.text))
+        confidence = max((r.confidence for r in reads), default=0.0)
+        return QueryPill(embeddings, features, text or None, confidence, self.model_version, index)
 
     def _ocr(self, crop: np.ndarray) -> ImprintRead:
         if not self.registry.settings.ocr:
@@ -111,7 +116,7 @@ class PillEngine:
                     view: str = "front") -> list[ReferenceView]:
         """Records for one reference image: its largest pill (else the frame) at four turns."""
         regions = find_pills(rgb) or [whole_frame_region(rgb)]
-        pill = self._describe(rgb, regions[0], regions[:1], 0, REF_TURNS, {})
+        pill = self._describe(rgb, regions[0], regions[:1], 0, REF_TURNS, REF_OCR_TURNS, {})
         return [
             ReferenceView(product_id, image_id, f"{view}/rot{int(turn)}", pill.embeddings[i],
                           pill.features, pill.imprint_read, pill.model_version)
