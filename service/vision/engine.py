@@ -22,12 +22,14 @@ from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, verify
 from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView, Verdict
 from service.vision.colour import apply_gains, background_gains, dominant_colours
 from service.vision.decode import decode_image
-from service.vision.descriptors import masked, ocr_band, shape_features, upright_crop
+from service.vision.descriptors import masked, ocr_band, shape_features, softened, upright_crop
 from service.vision.segment import PillRegion, find_pills, whole_frame_region
 
 COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Kries)
 QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not
 REF_TURNS = (0.0, 90.0, 180.0, 270.0)  # references cover every right-angle turn
+ELONGATED_TURNS = (0.0, 180.0)  # upright crops of oval/capsule pills differ only by a half turn
+SOFT_SIDES = (64,)  # px: extra reference views at the sharpness of a small, far pill
 QUERY_OCR_TURNS = (0.0,)  # the OCR's own line classifier handles upside-down text
 REF_OCR_TURNS = (0.0, 90.0)  # enrolment reads harder: text across a capsule, any round pill
 
@@ -99,7 +101,8 @@ class PillEngine:
         embeddings = embed(self.registry, self.embedder, [masked(c, m) for c, m in crops])
         timings["embed"] = timings.get("embed", 0.0) + _ms(t)
         t = time.perf_counter()
-        reads = [self._ocr(ocr_band(*crops[turns.index(turn)])) for turn in ocr_turns]
+        reads = [self._ocr(ocr_band(*upright_crop(corrected, region.mask, region.contour, turn)))
+                 for turn in ocr_turns]
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
         text = READ_SEPARATOR.join(dict.fromkeys(r.text for r in reads if r.text))
         confidence = max((r.confidence for r in reads), default=0.0)
@@ -114,14 +117,32 @@ class PillEngine:
 
     def enrol_image(self, rgb: np.ndarray, product_id: str, image_id: str,
                     view: str = "front") -> list[ReferenceView]:
-        """Records for one reference image: its largest pill (else the frame) at four turns."""
+        """Records for one reference image: its largest pill (else the frame), several views.
+
+        Views: every right-angle turn for round pills (the long axis of a round pill is
+        arbitrary), 0/180 degrees for elongated ones, each also softened to the resolution of
+        a small pill in a full phone frame.
+        """
         regions = find_pills(rgb) or [whole_frame_region(rgb)]
-        pill = self._describe(rgb, regions[0], regions[:1], 0, REF_TURNS, REF_OCR_TURNS, {})
-        return [
+        region = regions[0]
+        elongated = shape_features(region.contour)["shape"] in ("oval", "capsule")
+        turns = ELONGATED_TURNS if elongated else REF_TURNS
+        pill = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
+        records = [
             ReferenceView(product_id, image_id, f"{view}/rot{int(turn)}", pill.embeddings[i],
                           pill.features, pill.imprint_read, pill.model_version)
-            for i, turn in enumerate(REF_TURNS)
+            for i, turn in enumerate(turns)
         ]
+        if SOFT_SIDES:
+            gains = np.asarray(pill.features["gains"], np.float32)
+            crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
+                     for turn in turns]
+            soft = [masked(softened(c, side), m) for side in SOFT_SIDES for c, m in crops]
+            names = [f"{view}/rot{int(t)}/soft{side}" for side in SOFT_SIDES for t in turns]
+            for name, emb in zip(names, embed(self.registry, self.embedder, soft), strict=True):
+                records.append(ReferenceView(product_id, image_id, name, emb, pill.features,
+                                             pill.imprint_read, pill.model_version))
+        return records
 
     def identify(self, pill: QueryPill, references: Iterable[ReferenceView],
                  products: Mapping[str, ProductInfo]) -> list[Candidate]:
