@@ -15,6 +15,8 @@ from psycopg import sql
 
 from service.verify.records import ReferenceView
 
+EXACT_FILTER_MAX_PRODUCTS = 200
+
 
 def _index_name(model_version: str) -> str:
     return "reference_embedding_hnsw_" + hashlib.sha256(model_version.encode()).hexdigest()[:12]
@@ -95,11 +97,18 @@ async def knn(
         "SELECT product_id, image_id, view, embedding, features, imprint_read, {} AS distance"
         " FROM reference_embedding WHERE {} ORDER BY distance LIMIT %s"
     ).format(distance, sql.SQL(" AND ").join(where))
+    # A few products: exact distances over their rows (bitmap scan on the product index)
+    # beat walking the graph; otherwise HNSW with iterative scan, which keeps k under a filter.
+    exact = product_ids is not None and len(product_ids) <= EXACT_FILTER_MAX_PRODUCTS
     async with conn.transaction():
-        # SET LOCAL: only for this search; iterative scan keeps filtered results at k.
-        await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cur = await conn.execute(query_sql, [Vector(query), *args, k])
+        # is_local=true: the settings end with this transaction (one round trip for all three).
+        await conn.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true),"
+            " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('enable_indexscan', %s, true)",
+            (str(ef_search), "off" if exact else "on"),
+        )
+        cur = await conn.execute(query_sql, [Vector(query), *args, k], binary=True)
         rows = await cur.fetchall()
     # relaxed_order may return slightly out of order; restore exact order.
     return sorted(((_to_view(r[:-1], model_version), float(r[-1])) for r in rows),
@@ -118,7 +127,9 @@ async def views_for_products(
     if product_ids is not None:
         query += " AND product_id = ANY(%s)"
         args.append(list(product_ids))
-    cur = await conn.execute(query.encode() + b" ORDER BY product_id, image_id, view", args)
+    cur = await conn.execute(
+        query.encode() + b" ORDER BY product_id, image_id, view", args, binary=True
+    )
     return [_to_view(r, model_version) for r in await cur.fetchall()]
 
 
