@@ -66,8 +66,9 @@ class FhirSettings(BaseModel):
     signing_alg: Literal["RS384", "ES384"] = "RS384"
     scopes: str = (
         "system/MedicationRequest.rs system/Medication.rs system/Patient.rs "
-        "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.cru "
-        "system/DiagnosticReport.cru system/Observation.cru system/Provenance.cr system/Device.cru"
+        "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.crs "
+        "system/DiagnosticReport.crs system/Observation.crs system/Provenance.crs "
+        "system/Device.crs"
     )
     timeout_s: float = Field(15.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)

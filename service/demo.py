@@ -1,58 +1,122 @@
-"""`verity demo`: start Verity on the embedded defaults and show that it is ready."""
+"""`verity demo`: the main job on the embedded defaults. Builds the rendered demo library,
+checks a correct and a wrong dispense against sample orders, and prints the verdicts and the
+FHIR resources Verity writes (to the configured FHIR server, or as a dry run)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
+import time
+from typing import Any
 
-import httpx
-import uvicorn
+import psycopg
 
 from service.config import Settings
-from service.main import create_app
+from service.demo_library import DEMO_PILLS, DemoPill, demo_order, phone_photo, reference_images
+from service.evaluation import build_service
+from service.fhir.client import create_fhir_client
+from service.pipeline import PillService
+from service.store import library
+from service.store.database import Database
+from service.workflows.orders import StaticOrderSource
+from service.workflows.pill import Caller, PillRequest, decide, load_order, record
+from service.writeback.relay import deliver_batch, outbox_status
+from service.writeback.resources import WritebackConfig, transaction_bundle
+
+PATIENT = "Patient/demo-patient-1"
+_BY_ID = {p.product.id: p for p in DEMO_PILLS}
+# (what happens, product ordered, product in the photo, pills in the photo)
+SCENARIOS = [
+    ("correct dispense", "demo-metformin-500-a", "demo-metformin-500-a", 1),
+    ("generic twin of the ordered drug", "demo-metformin-500-a", "demo-metformin-500-b", 1),
+    ("wrong pill: white round look-alike", "demo-metformin-500-a", "demo-amlodipine-5", 1),
+    ("two tablets for a one-tablet dose", "demo-lisinopril-10", "demo-lisinopril-10", 2),
+]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+async def enrol_demo_library(conn: psycopg.AsyncConnection, pills: PillService) -> int:
+    """Upsert the rendered products and enrol their references (idempotent: same bytes)."""
+    count = 0
+    for pill in DEMO_PILLS:
+        async with conn.transaction():
+            await library.upsert_product(conn, pill.product)
+            for i, image in enumerate(reference_images(pill)):
+                await pills.enrol(conn, pill.product.id, image, source=f"rendered-{i}")
+                count += 1
+    return count
+
+
+def _resources(result: dict[str, Any]) -> list[dict[str, Any]]:
+    bundle = (result.get("fhir") or {}).get("bundle") or {}
+    return [e["resource"] for e in bundle.get("entry", [])]
 
 
 async def run_demo(settings: Settings) -> int:
-    """Serve on a free loopback port, wait for readiness, print it, shut down."""
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    base = f"http://127.0.0.1:{port}"
+    """Print what Verity decides and writes for each scenario."""
+    t0 = time.perf_counter()
+    db = Database(settings)
+    fhir = await create_fhir_client(settings.fhir) if settings.fhir.base_url else None
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-            for _ in range(600):
-                if task.done():
-                    break
-                try:
-                    resp = await client.get("/health/ready")
-                    if resp.status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                resp = await client.get("/health/ready")
-            if task.done():
-                print("verity: the service failed to start; see the log above")
-                return 1
-            print(f"Verity is up at {base} (embedded database under {settings.data_dir})")
-            print(f"GET /health/ready -> {resp.status_code}")
-            print(json.dumps(resp.json(), indent=2))
-            return 0 if resp.status_code == 200 else 1
+        await db.start()
+        pills = await asyncio.to_thread(build_service, settings)
+        where = "embedded PostgreSQL" if db.embedded else "DATABASE_URL"
+        print(f"Verity demo: {where} under {settings.data_dir}, model {pills.model_version}")
+        async with db.pool.connection() as conn:
+            refs = await enrol_demo_library(conn, pills)
+            print(f"Demo library: {len(DEMO_PILLS)} rendered products, {refs} reference images\n")
+            for n, (title, ordered, shown, count) in enumerate(SCENARIOS, 1):
+                await _scenario(conn, pills, settings, n, title, _BY_ID[ordered], _BY_ID[shown],
+                                count, deliver=fhir is not None)  # fmt: skip
+        if fhir is not None:
+            await _deliver(db, fhir, settings)
+        print(f"\nDone in {time.perf_counter() - t0:.1f} s. Every result is in the audit table;")
+        print("a pharmacist or nurse confirms before administration (AI-assisted check).")
+        return 0
     finally:
-        server.should_exit = True
-        try:
-            await task
-        except SystemExit:  # uvicorn exits this way when the app fails to start
-            pass
+        if fhir is not None:
+            await fhir.aclose()
+        await db.stop()
+
+
+async def _scenario(
+    conn: psycopg.AsyncConnection, pills: PillService, settings: Settings, n: int, title: str,
+    ordered: DemoPill, shown: DemoPill, count: int, *, deliver: bool,
+) -> None:  # fmt: skip
+    order = demo_order(ordered, f"demo-order-{n}", PATIENT)
+    source = StaticOrderSource([order])
+    req = PillRequest(
+        order_ref=f"MedicationRequest/{order['id']}",
+        photos=[phone_photo(shown, seed=n, count=count)],
+        patient_ref=PATIENT,
+        caller=Caller(subject="verity demo", client_id="verity-demo"),
+    )
+    order_json, info = await load_order(source, req.order_ref)
+    v = await decide(conn, pills, settings, req, info, ordered.product.name)
+    write = transaction_bundle(v, WritebackConfig.from_settings(settings))
+    result = (await record(conn, v, req, write, deliver=deliver)).result
+    print(f"[{n}] {title}: ordered {ordered.product.name}, photo shows "
+          f"{count} x {shown.product.name}")  # fmt: skip
+    for pill in v.pills:
+        best = pill.candidates[0] if pill.candidates else None
+        named = f"{best.product.id} (score {best.score:.2f})" if best else "nothing"
+        print(f"    pill {pill.index + 1}: {pill.verdict.value:<14} best match {named}")
+    findings = ", ".join(f.value for f in v.findings) or "none"
+    print(f"    verdict: {v.verdict.value}; findings: {findings}; FHIR: {result['fhir']['status']}")
+    if result["fhir"]["status"] == "dry_run":
+        for res in _resources(result):
+            if res["resourceType"] in ("DetectedIssue", "Provenance"):
+                print(f"    would write {res['resourceType']}:")
+                print("      " + json.dumps(res, indent=2).replace("\n", "\n      "))
+    print()
+
+
+async def _deliver(db: Database, fhir: Any, settings: Settings, timeout_s: float = 30) -> None:
+    """Run the relay until the queue is empty (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await deliver_batch(db.pool, fhir, settings.outbox) == 0:
+            if (await outbox_status(db.pool)).counts["pending"] == 0:
+                print(f"All findings delivered to {settings.fhir.base_url}")
+                return
+            await asyncio.sleep(0.5)
+    print("Some findings are still queued; `verity outbox status` shows them")

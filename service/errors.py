@@ -272,6 +272,12 @@ class DicomWebUnavailable(ServerError):
     code, status, title = "VERITY-5023", 502, "DICOMweb server unavailable"
 
 
+class FhirNotConfigured(ServerError):
+    """No EHR FHIR server is configured, so orders cannot be read."""
+
+    code, status, title, retryable = "VERITY-5024", 503, "FHIR server not configured", False
+
+
 class DatabaseUnavailable(ServerError):
     """PostgreSQL cannot be reached or no connection is free in time."""
 

@@ -10,11 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import health, library, pills, problems
+from service.api import discovery, health, library, medication, pills, problems
 from service.api.middleware import RequestContextMiddleware
+from service.auth.tokens import TokenValidator
 from service.config import Settings, load_settings
 from service.errors import VerityError
+from service.fhir.client import create_fhir_client
 from service.store.database import Database
+from service.writeback.relay import run_relay
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +30,29 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings)
         app.state.db = db
+        stop_relay = asyncio.Event()
+        relay: asyncio.Task[None] | None = None
+        app.state.token_validator = TokenValidator(settings.auth)
+        if settings.auth.enabled and not app.state.token_validator.configured:
+            log.warning("auth is on but no issuer/audience is set: protected endpoints refuse")
         try:
             await db.start(run_migrations=run_migrations)
             await _load_models(app, settings)
+            if settings.fhir.base_url:
+                app.state.fhir = await create_fhir_client(settings.fhir)
+                if settings.outbox.relay_enabled:
+                    relay = asyncio.create_task(
+                        run_relay(db.pool, app.state.fhir, settings.outbox, stop_relay)
+                    )
             log.info("verity started", extra={"embedded_db": db.embedded})
             yield
         finally:
+            stop_relay.set()
+            if relay is not None:
+                await relay
+            if app.state.fhir is not None:
+                await app.state.fhir.aclose()
+            await app.state.token_validator.aclose()
             await db.stop()
             log.info("verity stopped")
 
@@ -46,11 +66,14 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.model_status = None
     app.state.pills = None
+    app.state.fhir = None
     problems.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_request_bytes)
     app.include_router(health.router)
+    app.include_router(discovery.router)
     app.include_router(pills.router)
     app.include_router(library.router)
+    app.include_router(medication.router)
     return app
 
 

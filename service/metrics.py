@@ -20,3 +20,13 @@ PROBLEMS = Counter(
     "Error responses by stable error code",
     ["code"],
 )
+VERIFICATIONS = Counter(
+    "verity_verifications_total",
+    "Verifications recorded, by kind and overall verdict",
+    ["kind", "verdict"],
+)
+FINDINGS = Counter(
+    "verity_verification_findings_total",
+    "Order or dispense findings (inactive order, patient mismatch, count mismatch)",
+    ["finding"],
+)

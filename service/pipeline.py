@@ -128,11 +128,15 @@ class PillService:
         *,
         always_include: Sequence[str] = (),
     ) -> list[Candidate]:
-        """Shortlist products by k-NN on each query embedding, then score them exactly."""
+        """Shortlist products by k-NN on each query embedding and by imprint text, then score
+        them exactly."""
         ids: set[str] = set(always_include)
         for emb in pill.embeddings:
             hits = await vectors.knn(conn, self.model_version, emb, k=SHORTLIST_VIEWS)
             ids.update(view.product_id for view, _ in hits)
+        if pill.imprint_read:
+            # Hybrid search: a legible imprint brings in products the embedding missed.
+            ids.update(await library.products_with_imprint_like(conn, pill.imprint_read))
         if not ids:
             return []
         views = await vectors.views_for_products(conn, self.model_version, sorted(ids))

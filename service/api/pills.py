@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, Depends, File, UploadFile
 
 from service.api.schemas import CandidateOut, CompareOut, EmbeddingOut, IdentifyOut, PillOut
 from service.api.uploads import read_image_upload
+from service.auth.deps import require_scopes
 from service.deps import DbConn, Pills, Settings
 from service.store import library
 
-router = APIRouter(prefix="/v1", tags=["identification"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["identification"],
+    dependencies=[Depends(require_scopes("system/Library.rs"))],
+)
 
 TOP_CANDIDATES = 5
 

@@ -238,3 +238,16 @@ async def get_products(conn: psycopg.AsyncConnection, ids: list[str]) -> dict[st
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"SELECT {_COLUMNS} FROM product WHERE id = ANY(%s)", (ids,))
         return {r["id"]: _row_to_product(r) for r in await cur.fetchall()}
+
+
+async def products_with_imprint_like(
+    conn: psycopg.AsyncConnection, text: str, *, limit: int = 10, min_similarity: float = 0.3
+) -> list[str]:
+    """Product ids whose imprint resembles text read by OCR (pg_trgm), most similar first."""
+    cur = await conn.execute(
+        """SELECT id FROM product
+           WHERE imprint IS NOT NULL AND similarity(imprint, %s) >= %s
+           ORDER BY similarity(imprint, %s) DESC, id LIMIT %s""",
+        (text, min_similarity, text, limit),
+    )
+    return [str(r[0]) for r in await cur.fetchall()]

@@ -40,6 +40,7 @@ def create_pool(url: str, settings: DbSettings) -> AsyncConnectionPool:
             "connect_timeout": settings.connect_timeout_s,
             "options": f"-c statement_timeout={settings.statement_timeout_ms}",
             "application_name": "verity",
+            "autocommit": True,  # explicit conn.transaction() blocks where atomicity matters
         },
         name="verity",
     )

@@ -11,6 +11,7 @@ import numpy as np
 from service.verify.records import QueryPill, ReferenceView
 
 FEATURES = ("emb_sim", "emb_z", "colour_de", "shape_dlog", "imprint")
+READ_SEPARATOR = " | "  # a reference's imprint_read may hold alternatives (two orientations)
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -38,7 +39,8 @@ def imprint_similarity(a: str, b: str) -> float:
 def imprint_evidence(query: QueryPill, reads: Sequence[str]) -> tuple[float, float, str]:
     """Signed evidence in [-1, 1]: agreeing text > 0, different text < 0, nothing read = 0."""
     q = query.imprint_read or ""
-    refs = [r for r in reads if r]
+    refs = [alt.strip() for r in reads if r for alt in r.split(READ_SEPARATOR.strip())]
+    refs = [r for r in refs if r]
     if not q or not refs:
         return 0.0, 0.0, ""
     sims = [(imprint_similarity(q, r), r) for r in refs]

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-FILL_GREY = 128  # background outside the pill mask in embedding crops (studio-grey)
+FILL = 255  # background outside the pill mask in embedding crops (white: paper, trays)
 MARGIN = 0.12  # crop margin around the pill, share of its long side
 
 
@@ -29,18 +29,12 @@ def shape_features(contour: np.ndarray) -> dict[str, float | str]:
         label = "capsule"
     else:
         label = "oval"
-    return {
-        "aspect": round(aspect, 4),
-        "circularity": round(circularity, 4),
-        "rect_fill": round(rect_fill, 4),
-        "corners": float(corners),
-        "shape": label,
-    }
+    return {"aspect": round(aspect, 4), "circularity": round(circularity, 4),
+            "rect_fill": round(rect_fill, 4), "corners": float(corners), "shape": label}
 
 
-def upright_crop(
-    rgb: np.ndarray, mask: np.ndarray, contour: np.ndarray, angle_offset: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
+def upright_crop(rgb: np.ndarray, mask: np.ndarray, contour: np.ndarray,
+                 angle_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Rotate so the pill's long axis is horizontal, then crop it with a margin (image, mask)."""
     (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
     if rw < rh:
@@ -56,9 +50,9 @@ def upright_crop(
     return img, msk
 
 
-def masked(img: np.ndarray, msk: np.ndarray, fill: int = FILL_GREY) -> np.ndarray:
+def masked(img: np.ndarray, msk: np.ndarray, fill: int | None = None) -> np.ndarray:
     """The pill on a uniform background, so the background never counts as evidence."""
-    out = np.full_like(img, fill)
+    out = np.full_like(img, FILL if fill is None else fill)
     out[msk > 0] = img[msk > 0]
     return out
 
@@ -68,4 +62,15 @@ def ocr_band(img: np.ndarray, msk: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(msk)
     if len(xs) == 0:
         return img
-    return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return img[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+
+
+def softened(img: np.ndarray, long_side: int) -> np.ndarray:
+    """The crop as a far-away phone camera would see it: downscaled, then back up."""
+    h, w = img.shape[:2]
+    if max(h, w) <= long_side:
+        return img
+    f = long_side / max(h, w)
+    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -17,16 +17,21 @@ from service.errors import NoPillFound, TooManyPills
 from service.models.embedder import embed
 from service.models.ocr import NO_READ, ImprintRead, read_imprint
 from service.models.registry import ModelRegistry
+from service.verify.evidence import READ_SEPARATOR
 from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, verify
 from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView, Verdict
 from service.vision.colour import apply_gains, background_gains, dominant_colours
 from service.vision.decode import decode_image
-from service.vision.descriptors import masked, ocr_band, shape_features, upright_crop
+from service.vision.descriptors import masked, ocr_band, shape_features, softened, upright_crop
 from service.vision.segment import PillRegion, find_pills, whole_frame_region
 
 COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Kries)
 QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not
 REF_TURNS = (0.0, 90.0, 180.0, 270.0)  # references cover every right-angle turn
+ELONGATED_TURNS = (0.0, 180.0)  # upright crops of oval/capsule pills differ only by a half turn
+SOFT_SIDES = (64,)  # px: extra reference views at the sharpness of a small, far pill
+QUERY_OCR_TURNS = (0.0,)  # the OCR's own line classifier handles upside-down text
+REF_OCR_TURNS = (0.0, 90.0)  # enrolment reads harder: text across a capsule, any round pill
 
 
 @dataclass
@@ -40,13 +45,8 @@ class PhotoResult:
 class PillEngine:
     """Holds the loaded models and settings; every method is safe to call from many threads."""
 
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        limits: LimitSettings,
-        decision: DecisionSettings,
-        fusion: FusionModel = DEFAULT_FUSION,
-    ) -> None:
+    def __init__(self, registry: ModelRegistry, limits: LimitSettings,
+                 decision: DecisionSettings, fusion: FusionModel = DEFAULT_FUSION) -> None:
         self.registry = registry
         self.limits = limits
         self.decision = decision
@@ -73,24 +73,16 @@ class PillEngine:
         if not regions:
             raise NoPillFound()
         if len(regions) > self.limits.max_pills_per_photo:
-            raise TooManyPills(
-                f"{len(regions)} pills > {self.limits.max_pills_per_photo}", count=len(regions)
-            )
+            raise TooManyPills(f"{len(regions)} pills > {self.limits.max_pills_per_photo}",
+                               count=len(regions))
         timings["find"] = _ms(t)
-        pills = [
-            self._describe(rgb, r, regions, i, QUERY_TURNS, timings) for i, r in enumerate(regions)
-        ]
+        pills = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
+                 for i, r in enumerate(regions)]
         return PhotoResult(pills, timings)
 
-    def _describe(
-        self,
-        rgb: np.ndarray,
-        region: PillRegion,
-        regions: list[PillRegion],
-        index: int,
-        turns: tuple[float, ...],
-        timings: dict[str, float],
-    ) -> QueryPill:
+    def _describe(self, rgb: np.ndarray, region: PillRegion, regions: list[PillRegion],
+                  index: int, turns: tuple[float, ...], ocr_turns: tuple[float, ...],
+                  timings: dict[str, float]) -> QueryPill:
         t = time.perf_counter()
         others = np.zeros_like(region.mask)
         for r in regions:
@@ -109,11 +101,12 @@ class PillEngine:
         embeddings = embed(self.registry, self.embedder, [masked(c, m) for c, m in crops])
         timings["embed"] = timings.get("embed", 0.0) + _ms(t)
         t = time.perf_counter()
-        read = self._ocr(ocr_band(*crops[0]))
+        reads = [self._ocr(ocr_band(*upright_crop(corrected, region.mask, region.contour, turn)))
+                 for turn in ocr_turns]
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
-        return QueryPill(
-            embeddings, features, read.text or None, read.confidence, self.model_version, index
-        )
+        text = READ_SEPARATOR.join(dict.fromkeys(r.text for r in reads if r.text))
+        confidence = max((r.confidence for r in reads), default=0.0)
+        return QueryPill(embeddings, features, text or None, confidence, self.model_version, index)
 
     def _ocr(self, crop: np.ndarray) -> ImprintRead:
         if not self.registry.settings.ocr:
@@ -122,45 +115,45 @@ class PillEngine:
         with self.registry.timed("ocr"):
             return read_imprint(ocr.runtime, crop, self.registry.settings.ocr_side_px)
 
-    def enrol_image(
-        self, rgb: np.ndarray, product_id: str, image_id: str, view: str = "front"
-    ) -> list[ReferenceView]:
-        """Records for one reference image: its largest pill (else the frame) at four turns."""
-        regions = find_pills(rgb) or [whole_frame_region(rgb)]
-        pill = self._describe(rgb, regions[0], regions[:1], 0, REF_TURNS, {})
-        return [
-            ReferenceView(
-                product_id,
-                image_id,
-                f"{view}/rot{int(turn)}",
-                pill.embeddings[i],
-                pill.features,
-                pill.imprint_read,
-                pill.model_version,
-            )
-            for i, turn in enumerate(REF_TURNS)
-        ]
+    def enrol_image(self, rgb: np.ndarray, product_id: str, image_id: str,
+                    view: str = "front") -> list[ReferenceView]:
+        """Records for one reference image: its largest pill (else the frame), several views.
 
-    def identify(
-        self,
-        pill: QueryPill,
-        references: Iterable[ReferenceView],
-        products: Mapping[str, ProductInfo],
-    ) -> list[Candidate]:
+        Views: every right-angle turn for round pills (the long axis of a round pill is
+        arbitrary), 0/180 degrees for elongated ones, each also softened to the resolution of
+        a small pill in a full phone frame.
+        """
+        regions = find_pills(rgb) or [whole_frame_region(rgb)]
+        region = regions[0]
+        elongated = shape_features(region.contour)["shape"] in ("oval", "capsule")
+        turns = ELONGATED_TURNS if elongated else REF_TURNS
+        pill = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
+        records = [
+            ReferenceView(product_id, image_id, f"{view}/rot{int(turn)}", pill.embeddings[i],
+                          pill.features, pill.imprint_read, pill.model_version)
+            for i, turn in enumerate(turns)
+        ]
+        if SOFT_SIDES:
+            gains = np.asarray(pill.features["gains"], np.float32)
+            crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
+                     for turn in turns]
+            soft = [masked(softened(c, side), m) for side in SOFT_SIDES for c, m in crops]
+            names = [f"{view}/rot{int(t)}/soft{side}" for side in SOFT_SIDES for t in turns]
+            for name, emb in zip(names, embed(self.registry, self.embedder, soft), strict=True):
+                records.append(ReferenceView(product_id, image_id, name, emb, pill.features,
+                                             pill.imprint_read, pill.model_version))
+        return records
+
+    def identify(self, pill: QueryPill, references: Iterable[ReferenceView],
+                 products: Mapping[str, ProductInfo]) -> list[Candidate]:
         """Rank every enrolled product for one pill."""
         return rank(pill, references, products, self.decision, self.fusion)
 
-    def verify(
-        self,
-        pill: QueryPill,
-        prescribed: str,
-        references: Iterable[ReferenceView],
-        products: Mapping[str, ProductInfo],
-    ) -> Verdict:
+    def verify(self, pill: QueryPill, prescribed: str, references: Iterable[ReferenceView],
+               products: Mapping[str, ProductInfo]) -> Verdict:
         """Is this pill the prescribed product (or the same clinical drug)?"""
-        return verify(
-            self.identify(pill, references, products), prescribed, products, self.decision
-        )
+        return verify(self.identify(pill, references, products), prescribed, products,
+                      self.decision)
 
 
 def _ms(t0: float) -> float:

@@ -16,6 +16,11 @@ MIN_AREA_FRAC = 0.0005  # of the frame: a small pill in a full phone frame is ~0
 MIN_SIDE_PX = 6
 MAX_BORDER_TOUCH = 0.35  # a region hugging this share of the frame edge is background
 MIN_SOLIDITY = 0.6
+TIGHT_CROP_SOLIDITY = 0.9  # a frame-hugging region this solid is a tightly cropped pill ...
+TIGHT_CROP_MAX_FRAC = 0.85  # ... unless it fills the frame (a flat or noisy image)
+MIN_LOCAL_FRAC = 0.002  # local-background regions smaller than this are specks or marks
+GOOD_QUALITY = 0.9  # below this solidity the local-background segmentation is tried too
+BORDER_PENALTY = 0.6  # a region cut by the frame edge is less likely a whole pill
 MIN_REL_AREA = 0.2  # regions smaller than this share of the largest are crumbs, not pills
 
 
@@ -46,22 +51,27 @@ def border_pixels(img: np.ndarray, frac: float = 0.04) -> np.ndarray:
     return np.concatenate([p.reshape(-1, c) for p in parts])
 
 
-def foreground_mask(small: np.ndarray) -> np.ndarray:
-    """Colour distance to the border's median colour OR closed edge contours."""
+def foreground_mask(small: np.ndarray, local: bool) -> np.ndarray:
+    """Colour distance to the background OR closed edge contours.
+
+    The background is the border's median colour (tight crops, studio shots) or, with `local`,
+    a heavily median-filtered copy of the frame (small pills on uneven, shaded backgrounds).
+    """
     blur = cv2.GaussianBlur(small, (5, 5), 0)
     lab = cv2.cvtColor(blur, cv2.COLOR_RGB2LAB).astype(np.float32)
-    border = border_pixels(lab)
-    bg = np.median(border, axis=0)
     weights = np.array([0.5, 1.0, 1.0], np.float32)  # lightness varies with shading; hue less
-
-    def dist(x: np.ndarray) -> np.ndarray:
-        return np.sqrt((((x - bg) ** 2) * weights).sum(axis=-1))
-
-    d = dist(lab)
-    noise = float(np.percentile(dist(border), 90))
-    otsu, _ = cv2.threshold(
-        np.clip(d, 0, 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
-    )
+    if local:
+        k = (max(small.shape[:2]) // 6) | 1
+        bg = cv2.cvtColor(cv2.medianBlur(blur, k), cv2.COLOR_RGB2LAB).astype(np.float32)
+        bg_border = border_pixels(bg)
+    else:
+        bg = np.median(border_pixels(lab), axis=0)
+        bg_border = bg
+    d = np.sqrt((((lab - bg) ** 2) * weights).sum(axis=-1))
+    border_d = np.sqrt((((border_pixels(lab) - bg_border) ** 2) * weights).sum(axis=-1))
+    noise = float(np.percentile(border_d, 90))
+    otsu, _ = cv2.threshold(np.clip(d, 0, 255).astype(np.uint8), 0, 255,
+                            cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     colour = (d > max(otsu, 1.5 * noise, 10.0)).astype(np.uint8) * 255
     grey = cv2.cvtColor(blur, cv2.COLOR_RGB2GRAY)
     edges = cv2.dilate(cv2.Canny(grey, 20, 50), np.ones((3, 3), np.uint8))
@@ -74,37 +84,68 @@ def foreground_mask(small: np.ndarray) -> np.ndarray:
     return _fill_holes(mask)
 
 
-def find_pills(rgb: np.ndarray) -> list[PillRegion]:
-    """Every pill-like region, largest first; empty when nothing pill-like is in the frame."""
-    h, w = rgb.shape[:2]
-    scale = WORK_SIDE / max(h, w)
-    small = cv2.resize(
-        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-    )
-    sh, sw = small.shape[:2]
-    mask = foreground_mask(small)
+_Found = tuple[float, np.ndarray, bool, float]  # area, hull, touches border, solidity
+
+
+def _candidates(mask: np.ndarray) -> list[_Found]:
+    """Pill-like connected regions of a foreground mask, largest first, crumbs dropped."""
+    sh, sw = mask.shape
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-    found: list[tuple[float, np.ndarray, bool]] = []
+    found: list[_Found] = []
     for i in range(1, n):
         x, y, cw, ch, area = (int(v) for v in stats[i])
         if area < MIN_AREA_FRAC * sh * sw or min(cw, ch) < MIN_SIDE_PX:
             continue
         comp = (labels == i).astype(np.uint8)
         edge = int(comp[0].sum() + comp[-1].sum() + comp[:, 0].sum() + comp[:, -1].sum())
-        if edge / (2 * (sh + sw)) > MAX_BORDER_TOUCH:
-            continue
         contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         hull = cv2.convexHull(max(contours, key=cv2.contourArea))
-        if area / max(cv2.contourArea(hull), 1.0) < MIN_SOLIDITY:
+        hull_area = max(cv2.contourArea(hull), 1.0)
+        solidity = area / hull_area
+        if solidity < MIN_SOLIDITY:
             continue
-        found.append((float(area), hull, edge > 0))
+        if edge / (2 * (sh + sw)) > MAX_BORDER_TOUCH and not (
+            solidity > TIGHT_CROP_SOLIDITY and hull_area < TIGHT_CROP_MAX_FRAC * sh * sw
+        ):
+            continue  # hugging the frame: background, unless a solid pill in a tight crop
+        found.append((float(area), hull, edge > 0, solidity))
     if not found:
         return []
-    largest = max(a for a, _, _ in found)
+    largest = max(f[0] for f in found)
+    return sorted((f for f in found if f[0] >= MIN_REL_AREA * largest), key=lambda f: -f[0])
+
+
+def _quality(found: list[_Found]) -> float:
+    """How pill-like the main region is: solid, and not cut by the frame edge."""
+    if not found:
+        return 0.0
+    _, _, touches, solidity = found[0]
+    return solidity * (BORDER_PENALTY if touches else 1.0)
+
+
+def _inside(inner: _Found, outer: _Found) -> bool:
+    """True when the inner region's centre lies within the outer region's hull."""
+    m = cv2.moments(inner[1])
+    if m["m00"] == 0:
+        return False
+    centre = (m["m10"] / m["m00"], m["m01"] / m["m00"])
+    return cv2.pointPolygonTest(outer[1], centre, False) >= 0
+
+
+def find_pills(rgb: np.ndarray) -> list[PillRegion]:
+    """Every pill-like region, largest first; empty when nothing pill-like is in the frame."""
+    h, w = rgb.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)
+    found = _candidates(foreground_mask(small, local=False))
+    if _quality(found) < GOOD_QUALITY:
+        local = [f for f in _candidates(foreground_mask(small, local=True))
+                 if f[0] >= MIN_LOCAL_FRAC * small.shape[0] * small.shape[1]]
+        if _quality(local) > _quality(found) and not (found and _inside(local[0], found[0])):
+            found = local  # unless the "better" region is a marking on the weak one
     regions = []
-    for area, hull, touches in sorted(found, key=lambda f: -f[0]):
-        if area < MIN_REL_AREA * largest:
-            continue
+    for _, hull, touches, _ in found:
         full = np.round(hull.astype(np.float64) / scale).astype(np.int32)
         full_mask = np.zeros((h, w), np.uint8)
         cv2.drawContours(full_mask, [full], -1, 255, thickness=-1)

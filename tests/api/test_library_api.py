@@ -146,3 +146,16 @@ async def test_enrol_into_unknown_product(api):
         "/v1/library/products/nope-404/images", files={"image": ("r.jpg", pill_image(*REF))}
     )
     assert resp.status_code == 404 and resp.json()["code"] == "VERITY-4200"
+
+
+async def test_library_needs_a_token_and_the_write_scope(api, auth_server):
+    no_token = await api.get("/v1/library/products", headers={"Authorization": ""})
+    assert no_token.status_code == 401 and no_token.json()["code"] == "VERITY-4010"
+    assert no_token.headers["www-authenticate"].startswith("Bearer")
+    reader = auth_server.mint_token(
+        "api-caller", scope="system/*.read", resource=auth_server.api_audience
+    )
+    headers = {"Authorization": f"Bearer {reader['access_token']}"}
+    assert (await api.get("/v1/library/products", headers=headers)).status_code == 200
+    denied = await api.post("/v1/library/products", json={"id": "x-denied"}, headers=headers)
+    assert denied.status_code == 403 and denied.json()["code"] == "VERITY-4030"

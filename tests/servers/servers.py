@@ -33,7 +33,9 @@ FHIR_SCOPES = (
     "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.cru "
     "system/DiagnosticReport.cru system/Observation.cru system/Provenance.cr system/Device.cru "
     "system/DetectedIssue.cu system/DiagnosticReport.cu system/Provenance.c "
-    "system/DetectedIssue.rs system/Provenance.rs"
+    "system/DetectedIssue.rs system/Provenance.rs "
+    "system/DetectedIssue.crs system/DiagnosticReport.crs system/Observation.crs "
+    "system/Provenance.crs system/Device.crs"
 )
 ADMIN_SCOPES = "system/*.cruds system/*.read system/*.write"
 API_SCOPES = (

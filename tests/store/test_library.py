@@ -108,3 +108,11 @@ async def test_hnsw_index_is_used(conn):
         )
     ).fetchall()
     assert "reference_embedding_hnsw_" in "\n".join(r[0] for r in plan)
+
+
+async def test_products_with_a_similar_imprint(conn):
+    await library.create_product(conn, _product("teva", imprint="TEVA 5729"))
+    await library.create_product(conn, _product("m10", imprint="M 10"))
+    await library.create_product(conn, _product("none"))
+    assert await library.products_with_imprint_like(conn, "TEVA 5728") == ["teva"]
+    assert await library.products_with_imprint_like(conn, "XYZ") == []

@@ -1,0 +1,121 @@
+"""Pill dispense verification: photos + MedicationRequest in, verdict (and DetectedIssue) out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+
+from service.api.uploads import read_image_upload
+from service.auth.deps import require_scopes
+from service.auth.tokens import Principal
+from service.deps import DbConn, Pills, Settings
+from service.errors import FhirNotConfigured, RequestInvalid
+from service.store import verifications as audit
+from service.verify.references import parse_reference
+from service.workflows.pill import (
+    ORDER_TYPE,
+    Caller,
+    PillRequest,
+    decide,
+    load_order,
+    record,
+)
+from service.writeback.resources import WritebackConfig, transaction_bundle
+
+router = APIRouter(prefix="/v1/medication-verifications", tags=["medication verification"])
+
+Verifier = Annotated[Principal, Depends(require_scopes("system/Verification.c"))]
+Auditor = Annotated[Principal, Depends(require_scopes("system/Verification.rs"))]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Verify the pill(s) in one or more photos against a MedicationRequest",
+    responses={200: {"description": "A retry with the same Idempotency-Key: the first result"}},
+)
+async def create_verification(
+    request: Request,
+    response: Response,
+    principal: Verifier,
+    conn: DbConn,
+    pills: Pills,
+    settings: Settings,
+    photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP photos")],
+    medication_request: Annotated[
+        str, Form(description="MedicationRequest id, reference or URL on the FHIR server")
+    ],
+    medication_dispense: Annotated[str | None, Form(description="MedicationDispense ref")] = None,
+    patient: Annotated[str | None, Form(description="Patient reference, checked vs order")] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="retry-safe key chosen by the client")
+    ] = None,
+) -> dict[str, Any]:
+    fhir = request.app.state.fhir
+    if fhir is None:
+        raise FhirNotConfigured("set VERITY_FHIR__BASE_URL to verify against EHR orders")
+    if len(photo) > settings.limits.max_photos_per_request:
+        raise RequestInvalid(f"at most {settings.limits.max_photos_per_request} photos")
+    base = settings.fhir.base_url
+    req = PillRequest(
+        order_ref=parse_reference(medication_request, ORDER_TYPE, base),
+        photos=[await read_image_upload(p, settings.limits) for p in photo],
+        dispense_ref=(
+            parse_reference(medication_dispense, "MedicationDispense", base)
+            if medication_dispense
+            else None
+        ),  # fmt: skip
+        patient_ref=parse_reference(patient, "Patient", base) if patient else None,
+        idempotency_key=idempotency_key,
+        caller=Caller(principal.subject, principal.client_id, tuple(sorted(principal.scopes))),
+    )
+    if idempotency_key:
+        earlier = await audit.find_by_idempotency_key(
+            conn, principal.client_id, idempotency_key, req.sha256()
+        )
+        if earlier is not None:
+            response.status_code = 200
+            return earlier.result
+    order_json, order = await load_order(fhir, req.order_ref)
+    text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
+    v = await decide(conn, pills, settings, req, order, text)
+    write = transaction_bundle(v, WritebackConfig.from_settings(settings))
+    recorded = await record(conn, v, req, write, deliver=True)
+    if not recorded.created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/medication-verifications/{recorded.result['id']}"
+    return recorded.result
+
+
+@router.get("/{verification_id}", summary="One verification, as recorded")
+async def get_verification(
+    verification_id: str, principal: Auditor, conn: DbConn
+) -> dict[str, Any]:
+    return (await audit.get(conn, verification_id)).result
+
+
+@router.get("", summary="Verifications for audit, newest first")
+async def list_verifications(
+    principal: Auditor,
+    conn: DbConn,
+    patient: Annotated[str | None, Query(max_length=200)] = None,
+    order: Annotated[str | None, Query(max_length=200, description="MedicationRequest ref")] = None,
+    verdict: Annotated[str | None, Query(pattern="^[A-Z_]+$", max_length=20)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: Annotated[datetime | None, Query(description="cursor: created_at of last row")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    rows = await audit.search(
+        conn, kind="pill", patient_ref=patient, order_ref=order, verdict=verdict,
+        since=since, until=until, before=before, limit=limit,
+    )  # fmt: skip
+    items = [
+        {"id": r.id, "created_at": r.created_at, "verdict": r.verdict, "order": r.order_ref,
+         "patient": r.patient_ref, "dispense": r.related_ref}
+        for r in rows
+    ]  # fmt: skip
+    next_cursor = rows[-1].created_at.isoformat() if len(rows) == limit else None
+    return {"items": items, "next_before": next_cursor}

@@ -1,0 +1,107 @@
+"""`verity library ...` and `verity evaluate pills`: the library and accuracy from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+
+from service.config import Settings
+from service.dataset import read_dataset
+from service.store import library
+from service.store.database import Database
+
+
+async def _with_library(settings: Settings, work: Any) -> Any:
+    """Run `work(conn, pills)` against the configured database with the models loaded."""
+    from service.evaluation import build_service
+
+    pills = await asyncio.to_thread(build_service, settings)
+    db = Database(settings)
+    try:
+        await db.start()
+        async with await psycopg.AsyncConnection.connect(db.url or "", autocommit=True) as conn:
+            await register_vector_async(conn)
+            return await work(conn, pills)
+    finally:
+        await db.stop()
+
+
+def library_import(args: argparse.Namespace, settings: Settings) -> int:
+    dataset = read_dataset(Path(args.directory))
+
+    async def work(conn: psycopg.AsyncConnection, pills: Any) -> tuple[int, int, int]:
+        images = new = 0
+        for d in dataset:
+            async with conn.transaction():
+                await library.upsert_product(conn, d.product)
+                for path in d.references:
+                    result = await pills.enrol(conn, d.product.id, path.read_bytes(),
+                                               source=path.name)  # fmt: skip
+                    images += 1
+                    new += result.added
+        return len(dataset), images, new
+
+    products, images, new = asyncio.run(_with_library(settings, work))
+    print(f"imported {products} products, {images} reference images ({new} new)")
+    return 0
+
+
+def library_reembed(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(conn: psycopg.AsyncConnection, pills: Any) -> tuple[int, str]:
+        async with conn.transaction():
+            return await pills.reembed(conn), pills.model_version
+
+    count, version = asyncio.run(_with_library(settings, work))
+    print(f"re-embedded {count} reference images with {version}")
+    return 0
+
+
+def evaluate_pills(args: argparse.Namespace, settings: Settings) -> int:
+    from service.evaluation import evaluate_pills as run
+
+    result = asyncio.run(run(Path(args.dataset), settings, details=not args.json))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = result.pop("rows", [])
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    confusions: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        if row["enrolled"] and row["ranked"] and row["ranked"][0].product_id != row["product"]:
+            confusions[(row["product"], row["ranked"][0].product_id)] += 1
+    if confusions:
+        print("\nworst confusions (true product -> ranked first):")
+        for (truth, got), n in confusions.most_common(10):
+            print(f"  {n} x  {truth} -> {got}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lib = sub.add_parser("library", help="the reference library")
+    lib_sub = lib.add_subparsers(dest="library_command", required=True, metavar="ACTION")
+    imp = lib_sub.add_parser(
+        "import", help="import a dataset folder (labels.csv + <product_id>/ref_N.jpg)"
+    )
+    imp.add_argument("directory")
+    imp.set_defaults(handler=library_import)
+    lib_sub.add_parser(
+        "reembed", help="embed every reference image with the current model version"
+    ).set_defaults(handler=library_reembed)
+
+    ev = sub.add_parser("evaluate", help="measure accuracy on a labelled dataset")
+    ev_sub = ev.add_subparsers(dest="evaluate_command", required=True, metavar="KIND")
+    pills = ev_sub.add_parser(
+        "pills", help="the pill protocol of the dataset README, on a throwaway library"
+    )
+    pills.add_argument("dataset")
+    pills.add_argument("--json", action="store_true", help="print one JSON object")
+    pills.set_defaults(handler=evaluate_pills)

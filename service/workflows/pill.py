@@ -1,0 +1,246 @@
+"""The path of one pill verification: read the order, find the expected products, identify
+every pill in the photos, decide, and record the result with its FHIR write in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import psycopg
+
+from service.config import Settings
+from service.errors import InternalError, NoPillFound
+from service.metrics import FINDINGS, VERIFICATIONS
+from service.pipeline import PillService
+from service.store import library, outbox
+from service.store import verifications as audit
+from service.store.library import Product
+from service.verify.orders import OrderInfo, contained_medication, read_order
+from service.verify.pills import band_for
+from service.verify.records import Candidate as RankedCandidate
+from service.verify.results import (
+    Candidate,
+    Finding,
+    ModelInfo,
+    PillResult,
+    PillVerification,
+    ProductRef,
+    Verdict,
+)
+from service.writeback.resources import OutboxWrite
+
+ORDER_TYPE = "MedicationRequest"
+_SEVERITY = [Verdict.MATCH, Verdict.NOT_IN_LIBRARY, Verdict.UNCERTAIN, Verdict.MISMATCH]
+
+
+class OrderSource(Protocol):
+    """Where orders come from: the EHR's FHIR server, or a file for a dry run."""
+
+    async def read(self, resource_type: str, rid: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    subject: str | None = None
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PillRequest:
+    order_ref: str  # "MedicationRequest/<id>", already parsed
+    photos: Sequence[bytes]
+    dispense_ref: str | None = None
+    patient_ref: str | None = None
+    idempotency_key: str | None = None
+    caller: Caller = Caller()
+
+    def sha256(self) -> str:
+        """Identity of the request, to tell a retry from a reused idempotency key."""
+        h = hashlib.sha256()
+        for part in (self.order_ref, self.dispense_ref or "", self.patient_ref or ""):
+            h.update(part.encode() + b"\0")
+        for photo in self.photos:
+            h.update(hashlib.sha256(photo).digest())
+        return h.hexdigest()
+
+
+async def load_order(source: OrderSource, order_ref: str) -> tuple[dict[str, Any], OrderInfo]:
+    """The MedicationRequest and what it asks for (its Medication read when referenced)."""
+    rtype, rid = order_ref.split("/", 1)
+    request = await source.read(rtype, rid)
+    medication = contained_medication(request)
+    ref = (request.get("medicationReference") or {}).get("reference", "")
+    if medication is None and ref.startswith("Medication/"):
+        medication = await source.read("Medication", ref.split("/", 1)[1])
+    return request, read_order(request, medication)
+
+
+def _ref(p: Product) -> ProductRef:
+    return ProductRef(p.id, p.name, tuple(p.ndcs), p.rxcui)
+
+
+def pill_verdict(
+    ranked: list[RankedCandidate], expected: list[Product], settings: Settings
+) -> tuple[Verdict, float | None]:
+    """MATCH / UNCERTAIN / MISMATCH from the calibrated probability of the ordered clinical
+    drug (scores are already summed over products of one clinical drug)."""
+    if not expected:
+        return Verdict.NOT_IN_LIBRARY, None
+    ids = {p.id for p in expected}
+    score = max((c.score for c in ranked if c.product_id in ids), default=0.0)
+    return Verdict(band_for(score, settings.decision)), score
+
+
+def _bbox(value: object) -> tuple[int, int, int, int]:
+    if isinstance(value, list | tuple) and len(value) == 4:
+        x, y, w, h = (int(v) for v in value)
+        return x, y, w, h
+    return 0, 0, 0, 0
+
+
+def overall(pills: list[PillResult]) -> Verdict:
+    """The worst per-pill verdict; no pill at all is NO_PILL_FOUND."""
+    if not pills:
+        return Verdict.NO_PILL_FOUND
+    return max((p.verdict for p in pills), key=_SEVERITY.index)
+
+
+async def decide(
+    conn: psycopg.AsyncConnection,
+    pills_service: PillService,
+    settings: Settings,
+    req: PillRequest,
+    order: OrderInfo,
+    order_text: str | None,
+) -> PillVerification:
+    """Identify every pill of every photo against the library and judge it against the order."""
+    expected = await library.products_for_order(conn, order.drug)
+    expected_ids = [p.id for p in expected]
+    names: dict[str, Product] = {p.id: p for p in expected}
+    results: list[PillResult] = []
+    for photo_index, data in enumerate(req.photos):
+        try:
+            photo, ranked_pills = await pills_service.identify(
+                conn, data, always_include=expected_ids
+            )
+        except NoPillFound:
+            continue
+        wanted = sorted({c.product_id for r in ranked_pills for c in r.candidates[:3]})
+        names.update(await library.get_products(conn, [w for w in wanted if w not in names]))
+        for r in ranked_pills:
+            verdict, score = pill_verdict(r.candidates, expected, settings)
+            results.append(PillResult(
+                index=len(results), verdict=verdict, photo_index=photo_index,
+                bbox=_bbox(r.pill.features.get("bbox")),
+                candidates=tuple(
+                    Candidate(_ref(names.get(c.product_id) or Product(c.product_id)), c.score,
+                              c.band, c.evidence)
+                    for c in r.candidates[:3]
+                ),
+                expected_score=score,
+            ))  # fmt: skip
+    findings = []
+    if not order.active:
+        findings.append(Finding.ORDER_INACTIVE)
+    if req.patient_ref and order.patient_ref and req.patient_ref != order.patient_ref:
+        findings.append(Finding.PATIENT_MISMATCH)
+    if results and order.dose_count is not None and len(results) != order.dose_count:
+        findings.append(Finding.COUNT_MISMATCH)
+    return PillVerification(
+        id=str(uuid.uuid4()),
+        created_at=datetime.now(UTC),
+        order_ref=req.order_ref,
+        patient_ref=order.patient_ref or req.patient_ref,
+        dispense_ref=req.dispense_ref,
+        order_status=order.status,
+        medication_text=order_text,
+        expected=[_ref(p) for p in expected],
+        verdict=overall(results),
+        pills=results,
+        findings=findings,
+        count_expected=order.dose_count,
+        photo_sha256=[hashlib.sha256(p).hexdigest() for p in req.photos],
+        models=[
+            ModelInfo(str(m["name"]), str(m["version"]))
+            for m in pills_service.engine.registry.status()
+            if m["loaded"]
+        ],  # fmt: skip
+        caller=req.caller.client_id,
+    )
+
+
+def to_json(v: PillVerification) -> dict[str, Any]:
+    """The verification as the API returns it and the audit table stores it."""
+    out: dict[str, Any] = json.loads(json.dumps(asdict(v), default=str))
+    out["needs_attention"] = v.needs_attention
+    return out
+
+
+def new_audit_row(
+    v: PillVerification, req: PillRequest, result: dict[str, Any]
+) -> audit.NewVerification:
+    return audit.NewVerification(
+        id=v.id, kind="pill", request_sha256=req.sha256(), order_ref=v.order_ref,
+        verdict=v.verdict.value, result=result, patient_ref=v.patient_ref,
+        related_ref=v.dispense_ref, idempotency_key=req.idempotency_key,
+        caller_subject=req.caller.subject, caller_client_id=req.caller.client_id,
+        caller_scopes=req.caller.scopes, input_sha256=tuple(v.photo_sha256),
+        model_versions={m.name: m.version for m in v.models},
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded verification (its JSON, with what happens in the EHR) and whether this call
+    created it."""
+
+    result: dict[str, Any]
+    created: bool
+
+
+async def record(
+    conn: psycopg.AsyncConnection,
+    v: PillVerification,
+    req: PillRequest,
+    write: OutboxWrite | None,
+    *,
+    deliver: bool,
+) -> Recorded:
+    """The audit row and its outbox row in ONE transaction; a lost idempotency race returns the
+    winner's result instead of writing a second verification."""
+    result = {**to_json(v), "fhir": fhir_summary(write, deliver=deliver)}
+    async with conn.transaction():
+        inserted = await audit.insert(conn, new_audit_row(v, req, result))
+        if inserted and write is not None and deliver:
+            await outbox.enqueue(
+                conn, resource_type="DetectedIssue", identifier_system=write.identifier_system,
+                identifier_value=write.identifier_value, payload=write.bundle,
+                verification_id=v.id,
+            )  # fmt: skip
+    if not inserted:
+        # Only an idempotency key can collide: a concurrent request with the same key won.
+        existing = await audit.find_by_idempotency_key(
+            conn, req.caller.client_id, req.idempotency_key or "", req.sha256()
+        )
+        if existing is None:
+            raise InternalError("verification was neither recorded nor found")
+        return Recorded(existing.result, False)
+    VERIFICATIONS.labels("pill", v.verdict.value).inc()
+    for finding in v.findings:
+        FINDINGS.labels(finding.value).inc()
+    return Recorded(result, True)
+
+
+def fhir_summary(write: OutboxWrite | None, *, deliver: bool) -> dict[str, Any]:
+    """What happens in the EHR: nothing, queued for the relay, or (dry run) what would be."""
+    if write is None:
+        return {"status": "not_written", "reason": "a clean MATCH is not written (configurable)"}
+    if not deliver:
+        return {"status": "dry_run", "bundle": write.bundle}
+    return {"status": "queued", "identifier": f"{write.identifier_system}|{write.identifier_value}"}

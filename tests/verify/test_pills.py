@@ -1,0 +1,82 @@
+"""Pure decision logic: open-set scores, clinical-drug grouping, margins and bands."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.config import DecisionSettings
+from service.verify.evidence import imprint_similarity, levenshtein
+from service.verify.pills import FusionModel, rank, verify
+from service.verify.records import ProductInfo, QueryPill, ReferenceView
+
+DECISION = DecisionSettings(match_threshold=0.6, review_threshold=0.2)
+FUSION = FusionModel(weights=(20.0, 0.0, -0.05, -3.0, 2.0), bias=-16.0)
+
+
+def _unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=16).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _view(pid: str, emb: np.ndarray, imprint: str | None = None) -> ReferenceView:
+    feats = {"aspect": 1.0, "colours": [{"L": 80.0, "a": 0.0, "b": 10.0, "share": 1.0}]}
+    return ReferenceView(pid, f"{pid}/ref_1", "front/rot0", emb, feats, imprint)
+
+
+def _query(emb: np.ndarray, imprint: str | None = None) -> QueryPill:
+    feats = {"aspect": 1.0, "colours": [{"L": 80.0, "a": 0.0, "b": 10.0, "share": 1.0}]}
+    return QueryPill(emb[None, :], feats, imprint, 0.9 if imprint else 0.0)
+
+
+PRODUCTS = {p: ProductInfo(p, n, s) for p, n, s in [
+    ("A", "METFORMIN", "METFORMIN 500 mg"), ("A2", "METFORMIN", "METFORMIN 500 mg"),
+    ("B", "METFORMIN", "METFORMIN 1000 mg"), ("C", None, None), ("D", None, None)]}
+
+
+def test_clinical_drug_needs_name_and_strength() -> None:
+    assert PRODUCTS["A"].clinical_drug == PRODUCTS["A2"].clinical_drug
+    assert PRODUCTS["A"].clinical_drug != PRODUCTS["B"].clinical_drug
+    assert PRODUCTS["C"].clinical_drug != PRODUCTS["D"].clinical_drug
+
+
+def test_clear_winner_is_match_and_others_are_not() -> None:
+    refs = [_view(p, _unit(i)) for i, p in enumerate(["A", "B", "C", "D"])]
+    ranked = rank(_query(_unit(0)), refs, PRODUCTS, DECISION, FUSION)
+    assert ranked[0].product_id == "A" and ranked[0].band == "MATCH"
+    assert all(c.band != "MATCH" for c in ranked[1:])
+    assert {"emb_sim", "colour_de", "shape_dlog", "imprint", "logit"} <= set(ranked[0].evidence)
+    assert verify(ranked, "B", PRODUCTS, DECISION).band != "MATCH"
+
+
+def test_same_clinical_drug_shares_the_score() -> None:
+    refs = [_view("A", _unit(0)), _view("A2", _unit(0)), _view("B", _unit(2))]
+    ranked = rank(_query(_unit(0)), refs, PRODUCTS, DECISION, FUSION)
+    scores = {c.product_id: c.score for c in ranked}
+    assert scores["A"] == scores["A2"] and scores["A"] >= DECISION.match_threshold
+    assert verify(ranked, "A2", PRODUCTS, DECISION).band == "MATCH"
+
+
+def test_near_tie_between_different_drugs_is_never_match() -> None:
+    refs = [_view("C", _unit(0)), _view("D", _unit(0))]
+    ranked = rank(_query(_unit(0)), refs, PRODUCTS, DECISION, FUSION)
+    assert all(c.band != "MATCH" for c in ranked)
+
+
+def test_unknown_pill_matches_nothing() -> None:
+    refs = [_view(p, _unit(i)) for i, p in enumerate(["A", "B", "C"])]
+    ranked = rank(_query(_unit(99)), refs, PRODUCTS, DECISION, FUSION)
+    assert all(c.band != "MATCH" for c in ranked)
+    assert verify(ranked, "Z", PRODUCTS, DECISION).band == "UNCERTAIN"
+
+
+def test_imprint_evidence_separates_lookalikes() -> None:
+    refs = [_view("C", _unit(0), "93 311"), _view("D", _unit(0), "APO 25")]
+    ranked = rank(_query(_unit(0), "93 311"), refs, PRODUCTS, DECISION, FUSION)
+    assert ranked[0].product_id == "C"
+    assert ranked[0].evidence["imprint"] > 0 > ranked[1].evidence["imprint"]
+
+
+def test_imprint_similarity() -> None:
+    assert levenshtein("4222", "4223") == 1
+    assert imprint_similarity("93 311", "311 93") == 1.0
+    assert imprint_similarity("APO", "CIP 250") < 0.3

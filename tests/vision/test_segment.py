@@ -1,0 +1,70 @@
+"""Pill finding on real photos, blank and noise frames, and a composed 6-pill photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.config import LimitSettings
+from service.errors import NoPillFound, TooManyPills
+from service.vision.descriptors import shape_features
+from service.vision.segment import find_pills
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.mark.parametrize("rel", ["ndc_00002-3228-30/ref_1.jpg", "ndc_00007-4891-20/photo_1.jpg",
+                                 "ndc_00093-0311-01/photo_3.jpg", "ndc_60505-1308-01/photo_2.jpg"])
+def test_one_pill_found_in_real_photos(pills_dir: Path, rel: str) -> None:
+    assert len(find_pills(_rgb(pills_dir / rel))) == 1
+
+
+def test_blank_and_noise_frames_have_no_pill() -> None:
+    blank = np.full((400, 600, 3), 200, np.uint8)
+    noise = np.random.default_rng(1).integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    assert find_pills(blank) == []
+    assert find_pills(noise) == []
+
+
+def test_shapes_of_known_pills(pills_dir: Path) -> None:
+    capsule = find_pills(_rgb(pills_dir / "ndc_00002-3228-30/ref_1.jpg"))[0]
+    round_ = find_pills(_rgb(pills_dir / "ndc_00074-7149-90/ref_1.jpg"))[0]
+    assert shape_features(capsule.contour)["shape"] == "capsule"
+    assert shape_features(round_.contour)["shape"] == "round"
+
+
+def compose_pills(pills_dir: Path, n: int) -> np.ndarray:
+    """n real pills cut from studio references, pasted on one grey tray."""
+    refs = ["ndc_00002-3228-30/ref_1.jpg", "ndc_00007-4891-20/ref_1.jpg",
+            "ndc_00074-7149-90/ref_1.jpg", "ndc_00049-4910-30/ref_1.jpg",
+            "ndc_00093-0058-05/ref_1.jpg", "ndc_00004-0800-85/ref_1.jpg"]
+    canvas = np.full((900, 1200, 3), 118, np.uint8)
+    for k in range(n):
+        rgb = _rgb(pills_dir / refs[k % len(refs)])
+        region = find_pills(rgb)[0]
+        ys, xs = np.nonzero(region.mask)
+        crop = rgb[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+        mask = region.mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1] > 0
+        oy, ox = 60 + (k // 3) * 420, 40 + (k % 3) * 390
+        h, w = min(crop.shape[0], 380), min(crop.shape[1], 360)
+        canvas[oy: oy + h, ox: ox + w][mask[:h, :w]] = crop[:h, :w][mask[:h, :w]]
+    return canvas
+
+
+def test_six_pills_are_counted(pills_dir: Path) -> None:
+    assert len(find_pills(compose_pills(pills_dir, 6))) == 6
+
+
+@pytest.mark.slow
+def test_engine_refuses_too_many_and_no_pill(pills_dir: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    assert engine.limits.max_pills_per_photo == LimitSettings().max_pills_per_photo == 5
+    with pytest.raises(TooManyPills):
+        engine.analyse(compose_pills(pills_dir, 6))
+    assert len(engine.analyse(compose_pills(pills_dir, 3)).pills) == 3
+    with pytest.raises(NoPillFound):
+        engine.analyse(np.full((300, 300, 3), 240, np.uint8))

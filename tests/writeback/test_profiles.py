@@ -1,0 +1,344 @@
+"""Profiles: the conformance resources are valid, and every emitted resource conforms."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from service.writeback import codes
+from service.writeback.resources import WritebackConfig, transaction_bundle
+from service.writeback.validate import PROFILES_DIR, ProfileNotFound, load_registry, validate
+from tests.writeback.test_resources import IDS, ORG, SCENARIOS, make_verification
+
+REGISTRY = load_registry()
+PROFILES = {
+    "DetectedIssue": codes.PROFILE_DETECTED_ISSUE,
+    "Provenance": codes.PROFILE_PROVENANCE,
+    "Device": codes.PROFILE_DEVICE,
+}
+
+
+def written(v=None, config=ORG) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    bundle = transaction_bundle(v or make_verification(), config).bundle
+    types = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle["entry"]}
+    return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}, types
+
+
+def errors(resource: dict[str, Any], types: dict[str, str]) -> list[str]:
+    return validate(resource, registry=REGISTRY, fullurl_types=types)
+
+
+@pytest.mark.parametrize("path", sorted(PROFILES_DIR.glob("*.json")), ids=lambda p: p.name)
+def test_conformance_resources_parse_as_fhir(path):
+    doc = json.loads(path.read_text())
+    get_fhir_model_class(doc["resourceType"]).model_validate(doc)
+    assert path.name == f"{doc['resourceType']}-{doc['id']}.json"
+    if doc["resourceType"] == "StructureDefinition":
+        assert doc["fhirVersion"] == "4.0.1"
+        assert doc["derivation"] == "constraint"
+        assert doc["url"] == f"{codes.CANONICAL_BASE}/StructureDefinition/{doc['id']}"
+        for el in doc["differential"]["element"]:
+            # path = id without slice names, rooted at the profiled type
+            assert el["path"] == ".".join(s.split(":")[0] for s in el["id"].split("."))
+            assert el["path"].split(".")[0] == doc["type"]
+
+
+def test_code_system_holds_exactly_the_codes_verity_writes():
+    cs = json.loads((PROFILES_DIR / "CodeSystem-verification-finding.json").read_text())
+    assert cs["url"] == codes.FINDING_SYSTEM
+    assert {c["code"] for c in cs["concept"]} == set(codes.ISSUES)
+    issue_vs = REGISTRY.value_sets[codes.DETECTED_ISSUE_CODE_VALUESET]
+    for kind in codes.ISSUES.values():
+        assert (codes.FINDING_SYSTEM, kind.code) in issue_vs
+        if kind.act_code:
+            assert (codes.V3_ACT_CODE, kind.act_code[0]) in issue_vs
+
+
+@pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
+@pytest.mark.parametrize("config", [ORG, WritebackConfig()], ids=["with-org", "no-org"])
+def test_every_emitted_resource_conforms(name, v, code, act, severity, config):
+    resources, types = written(v, config)
+    for rtype, resource in resources.items():
+        assert resource["meta"]["profile"] == [PROFILES[rtype]]
+        assert errors(resource, types) == [], rtype
+
+
+def test_match_when_configured_conforms():
+    from service.verify.results import Verdict
+
+    resources, types = written(make_verification(Verdict.MATCH), WritebackConfig(write_match=True))
+    assert all(errors(r, types) == [] for r in resources.values())
+
+
+# --- negative cases: each must be caught ------------------------------------------------
+
+
+def broken(rtype: str, mutate) -> list[str]:
+    resources, types = written()
+    resource = copy.deepcopy(resources[rtype])
+    mutate(resource)
+    return errors(resource, types)
+
+
+def test_missing_aiast_fails():
+    def other_label(r):
+        r["meta"]["security"] = [{"system": codes.V3_OBSERVATION_VALUE, "code": "HTEST"}]
+
+    for rtype in PROFILES:
+        found = broken(rtype, other_label)
+        assert f"{rtype}.meta.security:aiast: 0 found, at least 1 required" in found
+
+
+def test_aiast_twice_fails():
+    found = broken("DetectedIssue", lambda r: r["meta"]["security"].append(dict(codes.AIAST)))
+    assert "DetectedIssue.meta.security:aiast: 2 found, at most 1 allowed" in found
+
+
+def test_missing_identifier_fails():
+    assert "DetectedIssue.identifier: 0 found, at least 1 required" in broken(
+        "DetectedIssue", lambda r: r.pop("identifier")
+    )
+    assert "DetectedIssue.identifier.value: 0 found, at least 1 required" in broken(
+        "DetectedIssue", lambda r: r["identifier"][0].pop("value")
+    )
+    assert "Device.identifier: 0 found, at least 1 required" in broken(
+        "Device", lambda r: r.pop("identifier")
+    )
+
+
+def test_wrong_reference_types_fail():
+    def author_is_practitioner(r):
+        r["author"] = {"reference": "Practitioner/p1"}
+
+    assert broken("DetectedIssue", author_is_practitioner) == [
+        "DetectedIssue.author: points at Practitioner, allowed ['Device']"
+    ]
+
+    def implicates_patient(r):
+        r["implicated"].append({"reference": "https://ehr.example/fhir/Patient/9"})
+
+    assert any(
+        "DetectedIssue.implicated: points at Patient" in e
+        for e in broken("DetectedIssue", implicates_patient)
+    )
+
+    def lying_type(r):
+        r["patient"] = {"reference": "Group/1", "type": "Patient"}
+
+    assert any(
+        "type Patient but reference is Group" in e for e in broken("DetectedIssue", lying_type)
+    )
+
+    def target_is_device(r):
+        r["target"][0]["reference"] = "Device/d1"
+        r["target"][0].pop("type")
+
+    assert any(
+        "Provenance.target: points at Device" in e for e in broken("Provenance", target_is_device)
+    )
+
+
+def test_missing_required_elements_fail():
+    for rtype, key, elem in [
+        ("DetectedIssue", "patient", "DetectedIssue.patient"),
+        ("DetectedIssue", "author", "DetectedIssue.author"),
+        ("DetectedIssue", "detail", "DetectedIssue.detail"),
+        ("DetectedIssue", "identifiedDateTime", "DetectedIssue.identified[x]"),
+        ("DetectedIssue", "implicated", "DetectedIssue.implicated"),
+        ("Provenance", "occurredDateTime", "Provenance.occurred[x]"),
+        ("Device", "version", "Device.version"),
+        ("Device", "text", "Device.text"),
+    ]:
+        assert f"{elem}: 0 found, at least 1 required" in broken(
+            rtype, lambda r, k=key: r.pop(k)
+        ), elem
+
+
+def test_identified_period_is_not_allowed():
+    def period(r):
+        r["identifiedPeriod"] = {"start": r.pop("identifiedDateTime")}
+
+    found = broken("DetectedIssue", period)
+    assert "DetectedIssue.identified[x]: 0 found, at least 1 required" in found
+    assert "DetectedIssue.identified[x]: identifiedPeriod not allowed, only ['dateTime']" in found
+
+
+def test_code_outside_the_required_value_set_fails():
+    def bogus(r):
+        r["code"] = {
+            "coding": [
+                {"system": codes.FINDING_SYSTEM, "code": "LOOKS_FINE"},
+                {"system": codes.V3_ACT_CODE, "code": "DUPTHPY"},
+            ]
+        }
+
+    assert broken("DetectedIssue", bogus) == [
+        f"DetectedIssue.code: no code from required value set {codes.DETECTED_ISSUE_CODE_VALUESET}"
+    ]
+
+
+def test_provenance_without_the_ai_agent_or_order_fails():
+    def no_ai_role(r):
+        r["agent"][0].pop("role")
+
+    assert "Provenance.agent:aiDevice: 0 found, at least 1 required" in broken(
+        "Provenance", no_ai_role
+    )
+
+    def ai_is_verifier(r):
+        r["agent"][0]["type"]["coding"][0]["code"] = "verifier"
+
+    assert any(
+        e.startswith("Provenance.agent:aiDevice.type:")
+        for e in broken("Provenance", ai_is_verifier)
+    )
+
+    def no_order(r):
+        r["entity"] = r["entity"][1:]
+
+    assert "Provenance.entity:order: 0 found, at least 1 required" in broken("Provenance", no_order)
+
+    def order_as_derivation(r):
+        r["entity"][0]["role"] = "derivation"
+
+    assert any(
+        e.startswith("Provenance.entity:order.role:")
+        for e in broken("Provenance", order_as_derivation)
+    )
+
+    def no_aiast_reason(r):
+        r["reason"] = [{"text": "because"}]
+
+    assert "Provenance.reason:aiast: 0 found, at least 1 required" in broken(
+        "Provenance", no_aiast_reason
+    )
+
+
+def test_device_of_another_type_fails():
+    def not_ai(r):
+        r["type"] = {"coding": [{"system": "http://snomed.info/sct", "code": "706689003"}]}
+
+    assert any(e.startswith("Device.type:") for e in broken("Device", not_ai))
+
+
+def test_narrative_must_be_generated():
+    def extensions(r):
+        r["text"]["status"] = "extensions"
+
+    assert any(
+        e.startswith("DetectedIssue.text.status:") for e in broken("DetectedIssue", extensions)
+    )
+
+
+def test_validator_refuses_unknown_profiles_and_wrong_types():
+    resources, types = written()
+    with pytest.raises(ProfileNotFound):
+        validate({"resourceType": "Observation"}, registry=REGISTRY)
+    issue = resources["DetectedIssue"]
+    assert validate(issue, codes.PROFILE_PROVENANCE, registry=REGISTRY, fullurl_types=types) == [
+        "resourceType is DetectedIssue, profile is for Provenance"
+    ]
+
+
+# --- draft imaging profiles (no builder yet): a hand-made example and what must fail ----
+
+IMAGING_CHECK = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-check"
+IMAGING_REPORT = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-report"
+DISCLAIMER_DIV = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{codes.DISCLAIMER}</p></div>'
+
+
+def imaging_pair() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    def model(rtype: str, data: dict[str, Any]) -> dict[str, Any]:
+        return (
+            get_fhir_model_class(rtype)
+            .model_validate(data)
+            .model_dump(mode="json", exclude_none=True)
+        )
+
+    common = {
+        "text": {"status": "generated", "div": DISCLAIMER_DIV},
+        "status": "preliminary",
+        "subject": {"reference": "Patient/pat-1"},
+        "issued": "2026-11-22T03:15:00Z",
+    }
+    obs = model(
+        "Observation",
+        {
+            "resourceType": "Observation",
+            **common,
+            "meta": {"profile": [IMAGING_CHECK], "security": [dict(codes.AIAST)]},
+            "identifier": [{"system": "urn:verity:verification", "value": "v-1/modality"}],
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": "imaging",
+                        }
+                    ]
+                }
+            ],
+            "code": {"text": "modality matches the order"},
+            "device": {"reference": "urn:uuid:0e0b1a52-5f6d-5b7e-9c3a-1f2e3d4c5b6a"},
+            "derivedFrom": [{"reference": "ImagingStudy/is-1"}],
+            "valueBoolean": True,
+        },
+    )
+    report = model(
+        "DiagnosticReport",
+        {
+            "resourceType": "DiagnosticReport",
+            **common,
+            "meta": {"profile": [IMAGING_REPORT], "security": [dict(codes.AIAST)]},
+            "identifier": [{"system": "urn:verity:verification", "value": "v-1"}],
+            "category": [
+                {
+                    "coding": [
+                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}
+                    ]
+                }
+            ],
+            "code": {"text": "Verity imaging study check"},
+            "imagingStudy": [{"reference": "ImagingStudy/is-1"}],
+            "result": [{"reference": "urn:uuid:5d1f1f9e-7a0a-5d8c-8a55-0d4e7c0f9b21"}],
+            "conclusion": f"All checks passed. {codes.DISCLAIMER}",
+        },
+    )
+    types = {obs["device"]["reference"]: "Device", report["result"][0]["reference"]: "Observation"}
+    return obs, report, types
+
+
+def test_imaging_examples_conform():
+    obs, report, types = imaging_pair()
+    assert errors(obs, types) == []
+    assert errors(report, types) == []
+
+
+def test_imaging_negative_cases_fail():
+    obs, report, types = imaging_pair()
+    bad_obs = copy.deepcopy(obs)
+    bad_obs.pop("derivedFrom")
+    bad_obs["device"] = {"reference": "Practitioner/p1"}
+    bad_obs["valuePeriod"] = {"start": "2026-11-22"}
+    bad_obs.pop("valueBoolean")
+    bad_obs["category"] = [{"text": "imaging-ish"}]
+    found = errors(bad_obs, types)
+    assert "Observation.derivedFrom: 0 found, at least 1 required" in found
+    assert "Observation.device: points at Practitioner, allowed ['Device']" in found
+    assert (
+        "Observation.value[x]: valuePeriod not allowed, only ['CodeableConcept', 'Quantity', 'boolean', 'string']"
+        in found
+    )
+    assert "Observation.category:imaging: 0 found, at least 1 required" in found
+    bad_report = copy.deepcopy(report)
+    bad_report.pop("conclusion")
+    bad_report["result"] = [{"reference": "DetectedIssue/di-1"}]
+    bad_report["imagingStudy"].append({"reference": "ImagingStudy/is-2"})
+    found = errors(bad_report, types)
+    assert "DiagnosticReport.conclusion: 0 found, at least 1 required" in found
+    assert "DiagnosticReport.result: points at DetectedIssue, allowed ['Observation']" in found
+    assert "DiagnosticReport.imagingStudy: 2 found, at most 1 allowed" in found

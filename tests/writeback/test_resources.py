@@ -1,0 +1,525 @@
+"""Builders: every verdict and finding becomes valid, idempotent, AI-labelled R4 resources."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from service.verify.results import (
+    Candidate,
+    Finding,
+    ModelInfo,
+    PillResult,
+    PillVerification,
+    ProductRef,
+    Verdict,
+)
+from service.writeback import codes
+from service.writeback.resources import (
+    WritebackConfig,
+    WritebackInputError,
+    detected_issue,
+    device_identifier,
+    photo_uri,
+    provenance,
+    reference_type,
+    transaction_bundle,
+    verity_device,
+)
+
+LISINOPRIL = ProductRef("lib-lis-10", "Lisinopril 10 mg tablet", ("00093-7339-01",), "314077")
+METFORMIN = ProductRef("lib-met-500", "Metformin 500 mg tablet", ("00093-1048-01",), "861007")
+MODELS = [ModelInfo("efficientnet-lite0", "1.0.0"), ModelInfo("pp-ocrv4-rec", "1.4.4")]
+WHEN = datetime(2026, 11, 22, 3, 15, 0, tzinfo=UTC)
+ORG = WritebackConfig(
+    organization_reference="Organization/hosp-1", organization_display="St Elsewhere"
+)
+
+
+def pill(
+    verdict: Verdict,
+    *,
+    expected: float | None,
+    top: ProductRef | None = None,
+    score: float = 0.9,
+    index: int = 0,
+) -> PillResult:
+    cands = (Candidate(top, score, "MATCH", {"imprint": "ok"}),) if top else ()
+    return PillResult(index, verdict, (10, 10, 40, 40), 0, cands, expected)
+
+
+def make_verification(
+    verdict: Verdict = Verdict.MISMATCH, findings: tuple[Finding, ...] = (), **over: Any
+) -> PillVerification:
+    """A realistic verification for each verdict, as the decision step would produce it."""
+    pills = {
+        Verdict.MATCH: [pill(Verdict.MATCH, expected=0.94, top=LISINOPRIL, score=0.94)],
+        Verdict.MISMATCH: [pill(Verdict.MISMATCH, expected=0.12, top=METFORMIN, score=0.91)],
+        Verdict.UNCERTAIN: [pill(Verdict.UNCERTAIN, expected=0.77, top=LISINOPRIL, score=0.77)],
+        Verdict.NOT_IN_LIBRARY: [
+            pill(Verdict.NOT_IN_LIBRARY, expected=None, top=METFORMIN, score=0.4)
+        ],
+        Verdict.NO_PILL_FOUND: [],
+    }[verdict]
+    base = PillVerification(
+        id="0b6f3c1e-5d2a-4e8b-9f10-2c3d4e5f6a7b",
+        created_at=WHEN,
+        order_ref="MedicationRequest/mr-1",
+        patient_ref="Patient/pat-1",
+        dispense_ref="MedicationDispense/md-1",
+        order_status="active",
+        medication_text="lisinopril 10 MG Oral Tablet",
+        expected=[] if verdict is Verdict.NOT_IN_LIBRARY else [LISINOPRIL],
+        verdict=verdict,
+        pills=pills,
+        findings=list(findings),
+        count_expected=1,
+        photo_sha256=[hashlib.sha256(b"photo-1").hexdigest()],
+        models=list(MODELS),
+        caller="ehr-client",
+    )
+    return replace(base, **over)
+
+
+# (name, verification, expected primary Verity code, v3 ActCode or None, severity)
+SCENARIOS = [
+    ("mismatch", make_verification(Verdict.MISMATCH), "MISMATCH", "NOTEQUIV", "high"),
+    ("uncertain", make_verification(Verdict.UNCERTAIN), "UNCERTAIN", None, "moderate"),
+    (
+        "not-in-library",
+        make_verification(Verdict.NOT_IN_LIBRARY),
+        "NOT_IN_LIBRARY",
+        None,
+        "moderate",
+    ),
+    (
+        "no-pill",
+        make_verification(Verdict.NO_PILL_FOUND, photo_sha256=[]),
+        "NO_PILL_FOUND",
+        None,
+        "moderate",
+    ),
+    (
+        "inactive-order",
+        make_verification(Verdict.MATCH, (Finding.ORDER_INACTIVE,), order_status="stopped"),
+        "ORDER_INACTIVE",
+        "NOTACTN",
+        "high",
+    ),
+    (
+        "patient-mismatch",
+        make_verification(Verdict.MATCH, (Finding.PATIENT_MISMATCH,)),
+        "PATIENT_MISMATCH",
+        "KEY206",
+        "high",
+    ),
+    (
+        "count-mismatch",
+        make_verification(
+            Verdict.MATCH,
+            (Finding.COUNT_MISMATCH,),
+            pills=[
+                pill(Verdict.MATCH, expected=0.93, top=LISINOPRIL),
+                pill(Verdict.MATCH, expected=0.9, top=LISINOPRIL, index=1),
+            ],
+        ),
+        "COUNT_MISMATCH",
+        "FULFIL",
+        "high",
+    ),
+    (
+        "mismatch+count",
+        make_verification(Verdict.MISMATCH, (Finding.COUNT_MISMATCH,), count_expected=2),
+        "MISMATCH",
+        "NOTEQUIV",
+        "high",
+    ),
+    (
+        "uncertain-no-dispense-two-photos",
+        make_verification(
+            Verdict.UNCERTAIN,
+            dispense_ref=None,
+            photo_sha256=[hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()],
+        ),
+        "UNCERTAIN",
+        None,
+        "moderate",
+    ),
+]
+IDS = [s[0] for s in SCENARIOS]
+
+# Element names of FHIR R4 4.0.1 (hl7.org/fhir/R4) for what Verity emits: guards against
+# anything R4B/R5-only slipping onto the wire.
+R4_ELEMENTS = {
+    "DetectedIssue": {
+        "resourceType",
+        "id",
+        "meta",
+        "implicitRules",
+        "language",
+        "text",
+        "contained",
+        "extension",
+        "modifierExtension",
+        "identifier",
+        "status",
+        "code",
+        "severity",
+        "patient",
+        "identifiedDateTime",
+        "identifiedPeriod",
+        "author",
+        "implicated",
+        "evidence",
+        "detail",
+        "reference",
+        "mitigation",
+    },
+    "Provenance": {
+        "resourceType",
+        "id",
+        "meta",
+        "implicitRules",
+        "language",
+        "text",
+        "contained",
+        "extension",
+        "modifierExtension",
+        "target",
+        "occurredPeriod",
+        "occurredDateTime",
+        "recorded",
+        "policy",
+        "location",
+        "reason",
+        "activity",
+        "agent",
+        "entity",
+        "signature",
+    },
+    "Device": {
+        "resourceType",
+        "id",
+        "meta",
+        "implicitRules",
+        "language",
+        "text",
+        "contained",
+        "extension",
+        "modifierExtension",
+        "identifier",
+        "definition",
+        "udiCarrier",
+        "status",
+        "statusReason",
+        "distinctIdentifier",
+        "manufacturer",
+        "manufactureDate",
+        "expirationDate",
+        "lotNumber",
+        "serialNumber",
+        "deviceName",
+        "modelNumber",
+        "partNumber",
+        "type",
+        "specialization",
+        "version",
+        "property",
+        "patient",
+        "owner",
+        "contact",
+        "location",
+        "url",
+        "note",
+        "safety",
+        "parent",
+    },
+}
+R4_BACKBONE = {
+    ("Provenance", "agent"): {
+        "id",
+        "extension",
+        "modifierExtension",
+        "type",
+        "role",
+        "who",
+        "onBehalfOf",
+    },
+    ("Provenance", "entity"): {"id", "extension", "modifierExtension", "role", "what", "agent"},
+    ("DetectedIssue", "evidence"): {"id", "extension", "modifierExtension", "code", "detail"},
+    ("Device", "deviceName"): {"id", "extension", "modifierExtension", "name", "type"},
+    ("Device", "version"): {"id", "extension", "modifierExtension", "type", "component", "value"},
+}
+R4_SINGLE = {
+    ("DetectedIssue", "code"),
+    ("Provenance", "activity"),
+    ("Device", "type"),
+    ("DetectedIssue", "patient"),
+    ("DetectedIssue", "author"),
+}
+
+
+def resources_of(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
+
+
+@pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
+def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, severity):
+    write = transaction_bundle(v, ORG)
+    assert write is not None
+    bundle = write.bundle
+    get_fhir_model_class("Bundle").model_validate(bundle)
+    assert bundle["type"] == "transaction"
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == [
+        "Device",
+        "DetectedIssue",
+        "Provenance",
+    ]
+    for entry in bundle["entry"]:
+        res = entry["resource"]
+        get_fhir_model_class(res["resourceType"]).model_validate(res)
+        assert set(res) <= R4_ELEMENTS[res["resourceType"]], res["resourceType"]
+        for (rtype, elem), allowed in R4_BACKBONE.items():
+            if rtype == res["resourceType"]:
+                for item in res.get(elem, []):
+                    assert set(item) <= allowed, (rtype, elem)
+        for rtype, elem in R4_SINGLE:
+            if rtype == res["resourceType"] and elem in res:
+                assert isinstance(res[elem], dict), (rtype, elem)
+        assert {
+            "system": codes.V3_OBSERVATION_VALUE,
+            "code": "AIAST",
+            "display": "Artificial Intelligence asserted",
+        } in res["meta"]["security"]
+        assert res["text"]["status"] == "generated"
+        assert res["text"]["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml">')
+        assert entry["fullUrl"].startswith("urn:uuid:")
+        assert entry["request"]["method"] == "POST"
+        assert entry["request"]["url"] == res["resourceType"]
+
+    issue = resources_of(bundle)["DetectedIssue"]
+    assert issue["status"] == "preliminary"
+    assert issue["severity"] == severity
+    codings = {(c["system"], c["code"]) for c in issue["code"]["coding"]}
+    assert (codes.FINDING_SYSTEM, code) in codings
+    if act:
+        assert (codes.V3_ACT_CODE, act) in codings
+    else:
+        assert not any(s == codes.V3_ACT_CODE for s, _ in codings)
+    assert issue["identifier"] == [{"system": "urn:verity:verification", "value": v.id}]
+    assert issue["patient"]["reference"] == v.patient_ref
+    assert issue["identifiedDateTime"] == "2026-11-22T03:15:00Z"
+    implicated = [r["reference"] for r in issue["implicated"]]
+    assert implicated == [v.order_ref] + ([v.dispense_ref] if v.dispense_ref else [])
+    assert "pharmacist or nurse must confirm" in issue["detail"]
+    assert "pharmacist or nurse must confirm" in issue["text"]["div"]
+    assert write.identifier_system == "urn:verity:verification"
+    assert write.identifier_value == v.id
+
+
+@pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
+def test_bundle_links_by_urn_uuid_and_creates_conditionally(name, v, code, act, severity):
+    bundle = transaction_bundle(v, ORG).bundle
+    dev, issue, prov = bundle["entry"]
+    assert dev["request"]["ifNoneExist"] == (
+        f"identifier=urn:verity:device|{device_identifier(v.models)}"
+    )
+    assert issue["request"]["ifNoneExist"] == f"identifier=urn:verity:verification|{v.id}"
+    assert prov["request"]["ifNoneExist"] == f"_tag=urn:verity:provenance|{v.id}"
+    assert {"system": "urn:verity:provenance", "code": v.id} in prov["resource"]["meta"]["tag"]
+    assert issue["resource"]["author"]["reference"] == dev["fullUrl"]
+    assert prov["resource"]["target"][0]["reference"] == issue["fullUrl"]
+    ai_agent = prov["resource"]["agent"][0]
+    assert ai_agent["who"]["reference"] == dev["fullUrl"]
+    assert ai_agent["type"]["coding"][0]["code"] == "author"
+    assert ai_agent["role"][0]["coding"][0]["code"] == "Artificial-Intelligence"
+    assert ai_agent["onBehalfOf"]["reference"] == "Organization/hosp-1"
+    assert len({e["fullUrl"] for e in bundle["entry"]}) == 3
+
+
+def test_a_retry_builds_the_identical_bundle():
+    v = make_verification(Verdict.MISMATCH)
+    first = json.dumps(transaction_bundle(v, ORG).bundle, sort_keys=True)
+    again = json.dumps(transaction_bundle(copy.deepcopy(v), ORG).bundle, sort_keys=True)
+    assert first == again
+    other = json.dumps(transaction_bundle(replace(v, id="another-id"), ORG).bundle, sort_keys=True)
+    assert other != first
+
+
+def test_match_writes_nothing_unless_configured():
+    v = make_verification(Verdict.MATCH)
+    assert not v.needs_attention
+    assert transaction_bundle(v) is None
+    write = transaction_bundle(v, WritebackConfig(write_match=True))
+    assert write is not None
+    issue = resources_of(write.bundle)["DetectedIssue"]
+    assert issue["code"]["coding"] == [
+        {
+            "system": codes.FINDING_SYSTEM,
+            "code": "MATCH",
+            "display": "Pill matches the prescribed product",
+        }
+    ]
+    assert issue["severity"] == "low"
+    assert issue["extension"] == [{"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": 0.94}]
+
+
+def test_several_issues_are_all_in_the_evidence_most_serious_first():
+    v = make_verification(
+        Verdict.UNCERTAIN,
+        (Finding.COUNT_MISMATCH, Finding.ORDER_INACTIVE),
+        order_status="cancelled",
+    )
+    issue = detected_issue(v)
+    data = issue.model_dump(mode="json", exclude_none=True)
+    listed = [
+        next(c["code"] for c in cc["coding"] if c["system"] == codes.FINDING_SYSTEM)
+        for cc in data["evidence"][0]["code"]
+    ]
+    assert listed == ["ORDER_INACTIVE", "COUNT_MISMATCH", "UNCERTAIN"]
+    assert data["code"]["text"] == "Order is not active"
+    assert "status: cancelled" in data["detail"]
+    assert "needs pharmacist review" in data["detail"]
+
+
+def test_evidence_names_candidates_with_scores_and_codes():
+    data = detected_issue(make_verification(Verdict.MISMATCH)).model_dump(
+        mode="json", exclude_none=True
+    )
+    pill_ev = data["evidence"][1]
+    product = pill_ev["code"][1]
+    assert {"system": codes.NDC_SYSTEM, "code": "00093-1048-01"} in product["coding"]
+    assert {"system": codes.RXNORM_SYSTEM, "code": "861007"} in product["coding"]
+    assert "Metformin 500 mg tablet (score 0.91" in product["text"]
+    assert "best score for a prescribed product 0.12" in product["text"]
+    assert pill_ev["extension"] == [{"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": 0.91}]
+    expected = data["evidence"][-1]["code"][0]
+    assert expected["text"] == "prescribed product: Lisinopril 10 mg tablet"
+    # confidence in the MISMATCH itself = 1 - best score of a prescribed product
+    assert data["extension"] == [{"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": 0.88}]
+    assert "looks most like Metformin 500 mg tablet" in data["detail"]
+
+
+def test_uncertain_states_no_confidence_it_does_not_have():
+    data = detected_issue(make_verification(Verdict.UNCERTAIN)).model_dump(
+        mode="json", exclude_none=True
+    )
+    assert "extension" not in data
+    assert data["severity"] == "moderate"
+    assert "needs pharmacist review" in data["detail"]
+
+
+def test_provenance_names_the_order_and_photo_hashes_never_the_photo():
+    v = make_verification(Verdict.MISMATCH, photo_sha256=[hashlib.sha256(b"").hexdigest()] * 2)
+    data = provenance(v, "DetectedIssue/di-1", ORG).model_dump(mode="json", exclude_none=True)
+    order, *photos = data["entity"]
+    assert order == {
+        "role": "source",
+        "what": {
+            "reference": "MedicationRequest/mr-1",
+            "type": "MedicationRequest",
+            "display": "the order checked",
+        },
+    }
+    assert len(photos) == 2
+    ident = photos[0]["what"]["identifier"]
+    assert ident == {
+        "system": "urn:ietf:rfc:3986",
+        "value": "ni:///sha-256;47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
+    }
+    assert "reference" not in photos[0]["what"]
+    assert data["reason"] == [{"coding": [dict(codes.AIAST)]}]
+    assert data["target"][0]["extension"][0]["valueDecimal"] == 0.88
+    assert data["agent"][1]["type"]["coding"][0]["code"] == "custodian"
+    assert "data" not in json.dumps(data)  # no Attachment anywhere
+
+
+def test_photo_uri_refuses_what_is_not_a_sha256():
+    with pytest.raises(WritebackInputError):
+        photo_uri("abcd")
+
+
+def test_device_names_verity_and_every_model_version():
+    data = verity_device(MODELS, ORG).model_dump(mode="json", exclude_none=True)
+    assert data["type"]["coding"][0] == codes.AI_DEVICE_TYPE
+    assert [n["type"] for n in data["deviceName"]] == [
+        "user-friendly-name",
+        "model-name",
+        "model-name",
+    ]
+    models = {
+        (ver["component"]["value"], ver["value"]) for ver in data["version"] if "component" in ver
+    }
+    assert models == {("efficientnet-lite0", "1.0.0"), ("pp-ocrv4-rec", "1.4.4")}
+    assert data["owner"] == {
+        "reference": "Organization/hosp-1",
+        "type": "Organization",
+        "display": "St Elsewhere",
+    }
+    assert data["extension"][0]["url"] == codes.AI_KIND_EXTENSION
+
+
+def test_a_new_model_version_is_a_new_device():
+    same = device_identifier(list(reversed(MODELS)))
+    assert same == device_identifier(MODELS)
+    newer = device_identifier([ModelInfo("efficientnet-lite0", "1.0.1"), MODELS[1]])
+    assert newer != same
+    assert device_identifier(MODELS, WritebackConfig(software_version="9.9")) != same
+
+
+def test_refuses_a_verification_without_patient_or_time_zone():
+    with pytest.raises(WritebackInputError, match="patient"):
+        detected_issue(make_verification(patient_ref=None))
+    with pytest.raises(WritebackInputError, match="time zone"):
+        detected_issue(make_verification(created_at=datetime(2026, 11, 22, 3, 0)))
+
+
+@pytest.mark.parametrize(
+    ("ref", "rtype"),
+    [
+        ("MedicationRequest/123", "MedicationRequest"),
+        ("https://ehr.example/fhir/R4/MedicationRequest/abc-1", "MedicationRequest"),
+        ("Patient/1/_history/3", "Patient"),
+        ("Device?identifier=urn:verity:device|x", "Device"),
+        ("urn:uuid:8a1f0b6e-8c33-4a0e-9d55-1f2f6b0f3b11", None),
+        ("#contained", None),
+        ("nonsense", None),
+    ],
+)
+def test_reference_type(ref, rtype):
+    assert reference_type(ref) == rtype
+
+
+def test_docs_example_is_what_the_code_builds():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "fhir.md").read_text()
+    block = text.split("```json\n")[-1].split("\n```")[0]
+    assert json.loads(block) == transaction_bundle(make_verification(Verdict.MISMATCH), ORG).bundle
+
+
+def test_if_none_exist_is_percent_encoded():
+    """Seen on a real server: an unencoded `+` became a space, so a retry created a duplicate."""
+    v = make_verification(Verdict.MISMATCH, id="a+b&c=d%e f")
+    issue = transaction_bundle(v, ORG).bundle["entry"][1]
+    assert (
+        issue["request"]["ifNoneExist"]
+        == "identifier=urn:verity:verification|a%2Bb%26c%3Dd%25e%20f"
+    )
+    assert issue["resource"]["identifier"][0]["value"] == "a+b&c=d%e f"
+
+
+def test_config_follows_the_outbox_setting():
+    from service.config import Settings
+
+    on = WritebackConfig.from_settings(Settings(outbox={"write_match": True}), device_id="ward-7")
+    assert on.write_match and on.device_id == "ward-7"
+    assert not WritebackConfig.from_settings(Settings()).write_match
+    assert transaction_bundle(make_verification(Verdict.MATCH), on) is not None
