@@ -8,8 +8,9 @@ the app's single TokenValidator on `app.state.token_validator`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from service.auth.scopes import requirement, scope_allows
 from service.auth.tokens import ANONYMOUS, Principal, TokenValidator
@@ -66,3 +67,12 @@ def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+# Annotated aliases for Verity's own scopes (service/auth/scopes.py VERITY_SCOPES).
+CanVerify = Annotated[Principal, Depends(require_scopes("Verification.c"))]
+CanReadVerifications = Annotated[Principal, Depends(require_scopes("Verification.rs"))]
+CanReadLibrary = Annotated[Principal, Depends(require_scopes("Library.rs"))]
+CanManageLibrary = Annotated[Principal, Depends(require_scopes("Library.cud"))]
+CanReadOutbox = Annotated[Principal, Depends(require_scopes("Outbox.rs"))]
+CanRetryOutbox = Annotated[Principal, Depends(require_scopes("Outbox.u"))]

@@ -128,6 +128,8 @@ class SmartBackendAuth(httpx.Auth):
             resp = await self._http.get(url, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
             raise FhirUnavailable(f"SMART discovery failed: {type(exc).__name__}") from None
+        if resp.status_code in (404, 410):
+            raise FhirAuthFailed(f"no SMART configuration at {url} (HTTP {resp.status_code})")
         if resp.status_code != 200:
             raise FhirUnavailable(f"SMART discovery answered HTTP {resp.status_code}")
         doc = resp.json()

@@ -104,11 +104,13 @@ class FhirClient:
                     raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
                 await asyncio.sleep(self._delay(attempt, None))
                 continue
-            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            except httpx.TransportError as exc:  # sent, maybe processed: retry only if safe
                 if last or not idempotent:
                     raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
                 await asyncio.sleep(self._delay(attempt, None))
                 continue
+            except httpx.HTTPError as exc:  # decoding, redirects: not worth a retry
+                raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
             if resp.status_code < 300:
                 return resp
             if resp.status_code in RETRY_STATUSES and not last:

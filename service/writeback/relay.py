@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from service.config import OutboxSettings, Settings
-from service.errors import ClientError, VerityError
+from service.errors import ClientError, DatabaseUnavailable, VerityError
 from service.fhir.client import FhirClient, create_fhir_client
 from service.store import outbox
 from service.writeback.bundle import created_location, transaction_bundle
@@ -124,7 +124,7 @@ async def run_relay(
             if loops % 30 == 0:
                 await refresh_gauges(pool)
             loops += 1
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout, DatabaseUnavailable) as exc:
             log.warning("outbox relay: database unavailable (%s)", type(exc).__name__)
             claimed = 0
         if claimed == 0:
@@ -154,6 +154,19 @@ async def outbox_status(pool: AsyncConnectionPool, dead_limit: int = 20) -> outb
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         return await outbox.status(conn, dead_limit=dead_limit)
+
+
+def format_status(state: outbox.OutboxStatus) -> str:
+    """Plain-text `verity outbox status` (no payloads: they may hold patient data)."""
+    c = state.counts
+    age = f"{state.oldest_pending_s:.0f} s" if state.oldest_pending_s is not None else "-"
+    lines = [
+        f"pending {c['pending']}  delivered {c['delivered']}  dead {c['dead']}  "
+        f"oldest pending {age}"
+    ]
+    for r in state.dead:
+        lines.append(f"  dead #{r.id} {r.resource_type} attempts={r.attempts}: {r.last_error}")
+    return "\n".join(lines)
 
 
 async def retry_row(pool: AsyncConnectionPool, row_id: int) -> bool:

@@ -18,7 +18,7 @@ from joserfc.jwk import RSAKey
 
 from service.api import problems
 from service.api.discovery import router as discovery_router
-from service.auth.deps import require_scopes
+from service.auth.deps import CanVerify, require_scopes
 from service.auth.scopes import scope_allows
 from service.auth.tokens import Principal, TokenValidator
 from service.config import AuthSettings, ConfigError, Settings
@@ -33,10 +33,14 @@ def make_app(settings: AuthSettings) -> FastAPI:
     app.state.token_validator = TokenValidator(settings)
 
     @app.post("/v1/verify")
-    async def verify(
-        who: Principal = Depends(require_scopes("Verification.c")),  # noqa: B008
-    ) -> dict[str, Any]:
+    async def verify(who: CanVerify) -> dict[str, Any]:
         return {"subject": who.subject, "client_id": who.client_id}
+
+    @app.post("/v1/outbox/retry")
+    async def retry(
+        who: Principal = Depends(require_scopes("system/Outbox.u")),  # noqa: B008
+    ) -> dict[str, Any]:
+        return {"subject": who.subject}
 
     @app.get("/plain")
     async def plain() -> dict[str, str]:
@@ -171,6 +175,18 @@ async def test_missing_scope_is_403(api, auth_server) -> None:
 async def test_v1_scope_syntax_accepted(api, auth_server) -> None:
     token = auth_server.sign(claims(auth_server, scope="user/Verification.write"))
     assert (await call(api, token)).status_code == 200
+
+
+async def test_context_specific_requirement(api, auth_server) -> None:
+    """`system/Outbox.u` is not satisfied by a user/ scope; `Verification.c` is by any context."""
+    user = auth_server.sign(claims(auth_server, scope="user/Outbox.u"))
+    system = auth_server.sign(claims(auth_server, scope="system/Outbox.cruds"))
+    assert (
+        await api.post("/v1/outbox/retry", headers={"Authorization": f"Bearer {user}"})
+    ).status_code == 403
+    assert (
+        await api.post("/v1/outbox/retry", headers={"Authorization": f"Bearer {system}"})
+    ).status_code == 200
 
 
 async def test_discovery_document(api, auth_server) -> None:

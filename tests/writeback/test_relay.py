@@ -17,7 +17,14 @@ from service.fhir.client import FhirClient, create_fhir_client
 from service.store import migrate
 from service.store import outbox as store
 from service.store.pool import create_pool
-from service.writeback.relay import deliver_batch, outbox_status, queue_write, retry_row, run_relay
+from service.writeback.relay import (
+    deliver_batch,
+    format_status,
+    outbox_status,
+    queue_write,
+    retry_row,
+    run_relay,
+)
 
 SYSTEM = "urn:verity:test:outbox"
 FAST = OutboxSettings(
@@ -215,6 +222,7 @@ async def test_permanent_rejection_is_dead_letter_and_retryable(pool, fhir_serve
     dead = {r.id: r for r in state.dead}
     assert dead[bad_id].attempts == 1 and "VERITY-5022" in (dead[bad_id].last_error or "")
     assert "VERITY-4303" in (dead[forb_id].last_error or "")  # 403: scope not granted
+    assert f"dead #{bad_id} DetectedIssue attempts=1" in format_status(state)
     assert await retry_row(pool, bad_id)
     assert (await outbox_status(pool)).counts["pending"] == 1
     assert not await retry_row(pool, 10**9)
