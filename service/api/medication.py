@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 
+from service.api.schemas import VerificationListOut, VerificationOut, VerificationSummaryOut
 from service.api.uploads import read_image_upload
 from service.auth.deps import require_scopes
 from service.auth.tokens import Principal
@@ -52,7 +53,7 @@ async def create_verification(
     idempotency_key: Annotated[
         str | None, Header(max_length=200, description="retry-safe key chosen by the client")
     ] = None,
-) -> dict[str, Any]:
+) -> VerificationOut:
     fhir = request.app.state.fhir
     if fhir is None:
         raise FhirNotConfigured("set VERITY_FHIR__BASE_URL to verify against EHR orders")
@@ -77,7 +78,7 @@ async def create_verification(
         )
         if earlier is not None:
             response.status_code = 200
-            return earlier.result
+            return VerificationOut.model_validate(earlier.result)
     order_json, order = await load_order(fhir, req.order_ref)
     text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
     v = await decide(conn, pills, settings, req, order, text)
@@ -86,14 +87,14 @@ async def create_verification(
     if not recorded.created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/medication-verifications/{recorded.result['id']}"
-    return recorded.result
+    return VerificationOut.model_validate(recorded.result)
 
 
 @router.get("/{verification_id}", summary="One verification, as recorded")
 async def get_verification(
     verification_id: str, principal: Auditor, conn: DbConn
-) -> dict[str, Any]:
-    return (await audit.get(conn, verification_id)).result
+) -> VerificationOut:
+    return VerificationOut.model_validate((await audit.get(conn, verification_id)).result)
 
 
 @router.get("", summary="Verifications for audit, newest first")
@@ -107,15 +108,15 @@ async def list_verifications(
     until: datetime | None = None,
     before: Annotated[datetime | None, Query(description="cursor: created_at of last row")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
+) -> VerificationListOut:
     rows = await audit.search(
         conn, kind="pill", patient_ref=patient, order_ref=order, verdict=verdict,
         since=since, until=until, before=before, limit=limit,
     )  # fmt: skip
     items = [
-        {"id": r.id, "created_at": r.created_at, "verdict": r.verdict, "order": r.order_ref,
-         "patient": r.patient_ref, "dispense": r.related_ref}
+        VerificationSummaryOut(id=r.id, created_at=r.created_at, verdict=r.verdict,
+                               order=r.order_ref, patient=r.patient_ref, dispense=r.related_ref)
         for r in rows
     ]  # fmt: skip
     next_cursor = rows[-1].created_at.isoformat() if len(rows) == limit else None
-    return {"items": items, "next_before": next_cursor}
+    return VerificationListOut(items=items, next_before=next_cursor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -99,3 +100,67 @@ class CompareOut(BaseModel):
     combined_score: float = Field(description="fused calibrated score that both show one product")
     band: str
     evidence: dict[str, Any]
+
+
+class ProductRefOut(BaseModel):
+    id: str
+    name: str | None = None
+    ndcs: list[str] = Field(default_factory=list)
+    rxcui: str | None = None
+
+
+class VerifiedCandidateOut(BaseModel):
+    product: ProductRefOut
+    score: float
+    band: str
+    evidence: dict[str, Any]
+
+
+class PillResultOut(BaseModel):
+    index: int
+    verdict: str = Field(description="MATCH, MISMATCH, UNCERTAIN or NOT_IN_LIBRARY")
+    bbox: list[int]
+    photo_index: int
+    candidates: list[VerifiedCandidateOut]
+    expected_score: float | None = Field(description="calibrated score of the ordered drug")
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+
+
+class VerificationOut(BaseModel):
+    """One pill verification as recorded in the audit trail."""
+
+    id: str
+    created_at: str
+    order_ref: str
+    patient_ref: str | None
+    dispense_ref: str | None
+    order_status: str | None
+    medication_text: str | None
+    expected: list[ProductRefOut]
+    verdict: str = Field(description="worst pill verdict, or NO_PILL_FOUND")
+    pills: list[PillResultOut]
+    findings: list[str] = Field(description="ORDER_INACTIVE, PATIENT_MISMATCH, COUNT_MISMATCH")
+    count_expected: int | None
+    photo_sha256: list[str]
+    models: list[ModelOut]
+    caller: str | None
+    needs_attention: bool
+    fhir: dict[str, Any] = Field(description="not_written, queued (with identifier) or dry_run")
+
+
+class VerificationSummaryOut(BaseModel):
+    id: str
+    created_at: datetime
+    verdict: str
+    order: str
+    patient: str | None
+    dispense: str | None
+
+
+class VerificationListOut(BaseModel):
+    items: list[VerificationSummaryOut]
+    next_before: str | None = Field(description="pass as `before` for the next page")
