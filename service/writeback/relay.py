@@ -68,7 +68,19 @@ async def deliver_batch(
         await conn.set_autocommit(True)
         rows = await outbox.claim_due(conn, limit=settings.batch_size, lease_s=settings.lease_s)
     for row in rows:
-        await _deliver(pool, fhir, settings, row)
+        try:
+            await _deliver(pool, fhir, settings, row)
+        except (psycopg.Error, PoolTimeout, DatabaseUnavailable):
+            raise  # the database is gone: the row's lease brings it back later
+        except Exception as exc:  # a bug or an unmapped upstream failure: retry later, logged
+            log.error("outbox row %d: unexpected %s", row.id, type(exc).__name__, exc_info=exc)
+            async with pool.connection() as conn:
+                await conn.set_autocommit(True)
+                await outbox.mark_failed(
+                    conn, row.id, f"unexpected {type(exc).__name__}",
+                    backoff_s(row.attempts, settings),
+                )  # fmt: skip
+            FAILED.labels("unexpected").inc()
     return len(rows)
 
 
@@ -126,6 +138,9 @@ async def run_relay(
             loops += 1
         except (psycopg.Error, PoolTimeout, DatabaseUnavailable) as exc:
             log.warning("outbox relay: database unavailable (%s)", type(exc).__name__)
+            claimed = 0
+        except Exception as exc:  # the relay must outlive any one failure; it is logged
+            log.error("outbox relay: unexpected %s", type(exc).__name__, exc_info=exc)
             claimed = 0
         if claimed == 0:
             try:

@@ -243,3 +243,42 @@ async def test_max_attempts_then_dead(pool, fhir_server) -> None:
     state = await outbox_status(pool)
     assert state.counts["dead"] == 1 and state.dead[0].attempts == 2
     assert "VERITY-5020" in (state.dead[0].last_error or "")
+
+
+async def test_unexpected_failure_keeps_the_row_and_the_relay(pool) -> None:
+    """A failure nobody mapped (here: a bug in a transport) must not kill the relay or lose
+    the row: it is retried later and delivered (MockTransport at the HTTP boundary)."""
+    from service.config import FhirSettings
+
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("transport bug")
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
+                                         "entry": [{"response": {"status": "201 Created",
+                                                                 "location": "DetectedIssue/1"}}]})  # fmt: skip
+
+    client = FhirClient(
+        FhirSettings(base_url="http://fhir.test/fhir", max_retries=0),
+        transport=httpx.MockTransport(handler),
+    )
+    async with pool.connection() as conn:
+        issue = {"resourceType": "DetectedIssue", "status": "preliminary"}
+        row_id = await queue_write(conn, issue, None, SYSTEM, "unexpected")
+    stop = asyncio.Event()
+    relay = asyncio.create_task(run_relay(pool, client, FAST, stop))
+    try:
+        for _ in range(100):
+            async with pool.connection() as conn:
+                row = await store.get(conn, row_id)
+            if row is not None and row.status == "delivered":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await relay
+        await client.aclose()
+    assert row is not None and row.status == "delivered" and row.attempts >= 2
+    assert calls["n"] >= 2
