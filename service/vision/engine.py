@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from service.config import DecisionSettings, LimitSettings
@@ -99,6 +100,7 @@ class PillEngine:
         corrected = apply_gains(rgb, gains)
         crops = [upright_crop(corrected, region.mask, region.contour, turn) for turn in turns]
         features = shape_features(region.contour)
+        features["bbox"] = [int(v) for v in cv2.boundingRect(region.contour)]  # x, y, w, h
         features["colours"] = dominant_colours(crops[0][0], crops[0][1])
         features["relative_area"] = round(region.area_px / max(r.area_px for r in regions), 4)
         features["frame_fraction"] = round(region.area_px / float(rgb.shape[0] * rgb.shape[1]), 5)
