@@ -8,7 +8,7 @@ Uses a throwaway embedded PostgreSQL, the real authorization and FHIR test serve
 (tests/servers, `bash tests/servers/install.sh` once) and real photos from ../shared/data/pills.
 Prints figures; asserts nothing about time.
 
-    python bench/bench_verify.py [--n 1000] [--per-level 24] [--latency 30]
+    python bench/bench_verify.py [--n 1000] [--per-level 16] [--latency 20] [--warmup 32]
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -47,10 +49,15 @@ from tests.servers.servers import (  # noqa: E402
 )
 
 PILLS = REPO.parent / "shared" / "data" / "pills"
-# The library of the end-to-end tests: A and B are the ordered / the wrong product.
-LIBRARY = ["ndc_00093-0311-01", "ndc_00149-0007-05", "ndc_60505-1308-01", "ndc_00003-4222-16"]
-PRODUCT_A, PRODUCT_B = LIBRARY[0], LIBRARY[1]
-NDC_A = "00093-0311-01"
+# (product, photo) pairs the bundled models MATCH against an order for that product, with
+# every dataset product that has reference images enrolled; a photo paired with the next
+# product's order is a MISMATCH (a DetectedIssue + Provenance through the outbox).
+MATCHING = [
+    ("ndc_00093-0311-01", "photo_4.jpg"),
+    ("ndc_00149-0007-05", "photo_4.jpg"),
+    ("ndc_00003-4222-16", "photo_5.jpg"),
+    ("ndc_60505-1308-01", "photo_2.jpg"),
+]
 API_CLIENT = "api-caller"
 FHIR_CLIENT = "verity-rs384"
 TOKEN_RENEW_S = 120.0  # the test server's API tokens live 300 s
@@ -181,7 +188,7 @@ async def enrol_library(
     """Products and reference images through the public API; returns images enrolled."""
     images = 0
     for d in dataset:
-        if d.product.id not in LIBRARY:
+        if not d.references:
             continue
         r = await client.post(
             "/v1/library/products", json=product_body(d), headers=await tokens.headers()
@@ -270,10 +277,30 @@ def floor_analyse(photos: list[bytes], rounds: int) -> list[float]:
     return asyncio.run(go())
 
 
-def outbox_rows(db_url: str) -> dict[str, int]:
+def outbox_rows(db_url: str) -> list[str]:
+    """The outbox by status, attempts and last error (what the relay left behind)."""
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall()
-    return {str(s): int(n) for s, n in rows}
+        rows = conn.execute(
+            """SELECT status, attempts, left(coalesce(last_error, '-'), 100), count(*),
+                      round(extract(epoch FROM min(next_attempt_at) - now()))
+                 FROM outbox GROUP BY 1, 2, 3 ORDER BY 1, 2"""
+        ).fetchall()
+    return [
+        f"{s}, {a} attempt(s), {n} row(s), next due in {due} s, last error: {e}"
+        for s, a, e, n, due in rows
+    ]
+
+
+def log_problems(log: Path) -> Counter[str]:
+    """WARNING/ERROR lines of the serve log, counted by message."""
+    found: Counter[str] = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        if '"WARNING"' in line or '"ERROR"' in line or "Traceback" in line:
+            try:
+                found[re.sub(r"\d+", "N", str(json.loads(line).get("msg", line)))[:160]] += 1
+            except ValueError:
+                found[line[:160]] += 1
+    return found
 
 
 async def bench(args: argparse.Namespace, work: Path) -> None:
@@ -283,23 +310,29 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
     auth = start_auth_server(work)
     fhir = start_fhir_server(auth, work)
     serve: Serve | None = None
+    problems: Counter[str] = Counter()
     try:
         ehr = Ehr(fhir)
         patient = ehr.create({"resourceType": "Patient", "name": [{"family": "Bench"}]})
-        order = ehr.create({
-            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
-            "subject": {"reference": patient},
-            "medicationCodeableConcept": {
-                "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": NDC_A}]},
-            "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 1}}]}],
-        })  # fmt: skip
+        orders = {
+            product: ehr.create({
+                "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                "subject": {"reference": patient},
+                "medicationCodeableConcept": {"coding": [
+                    {"system": "http://hl7.org/fhir/sid/ndc", "code": product.removeprefix("ndc_")}
+                ]},
+                "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 1}}]}],
+            })
+            for product, _ in MATCHING
+        }  # fmt: skip
         dataset = read_dataset(PILLS)
-        by_id = {d.product.id: d for d in dataset}
-        # Photos of the ordered product (MATCH expected) alternate with photos of another
-        # product (MISMATCH expected: a DetectedIssue + Provenance through the outbox).
-        right = [p.read_bytes() for p in by_id[PRODUCT_A].queries]
-        wrong = [p.read_bytes() for p in by_id[PRODUCT_B].queries]
-        photos = [x for pair in zip(right, wrong, strict=False) for x in pair]
+        library_size = sum(1 for d in dataset if d.references)
+        pictures = [(PILLS / product / name).read_bytes() for product, name in MATCHING]
+        # (order, photo): the ordered product's photo, then another product's against that order.
+        cases = []
+        for i, (product, _) in enumerate(MATCHING):
+            cases += [(orders[product], pictures[i]), (orders[product], pictures[i - 1])]
+        photos = [photo for _, photo in cases]
 
         t0 = time.perf_counter()
         serve = start_serve(serve_env(db_url, auth, fhir, work / "data"), work)
@@ -315,7 +348,8 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
             tally = Tally()
 
             async def verify(i: int) -> None:
-                await verify_once(c, tokens, order, patient, photos[i % len(photos)], tally)
+                order, photo = cases[i % len(cases)]
+                await verify_once(c, tokens, order, patient, photo, tally)
 
             async def identify(i: int) -> None:
                 await identify_once(c, tokens, photos[i % len(photos)])
@@ -349,7 +383,7 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
 
         t_wait = time.perf_counter()
         issues = 0
-        while time.perf_counter() - t_wait < 120:
+        while time.perf_counter() - t_wait < 60:
             issues = ehr.count(f"DetectedIssue?patient={patient}")
             if issues >= tally.queued:
                 break
@@ -361,6 +395,7 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
         if serve is not None:
             serve.proc.terminate()
             serve.proc.wait(timeout=60)
+            problems = log_problems(serve.log)
         fhir.stop()
         auth.server.stop()
         pg.stop()
@@ -371,8 +406,10 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
     print(f"Figures taken on a shared {psutil.cpu_count()}-core machine (other test runs active;")
     print(f"load average at end {os.getloadavg()[0]:.1f}): compare rows of this run, not runs.")
     print(f"  serve ready in {ready_s:.1f} s; library enrolled over the API: "
-          f"{len(LIBRARY)} products, {n_images} images in {enrol_s:.1f} s")  # fmt: skip
-    print(f"  photos: {len(photos)} (ordered product and another product, alternating)")
+          f"{library_size} products, {n_images} images in {enrol_s:.1f} s")  # fmt: skip
+    print(
+        f"  cases: {len(cases)} (order, photo) pairs, alternately the ordered product and another"
+    )
     print()
     print(f"Latency, one photo, sequential ({args.latency} calls each)")
     print(f"  floor: in-process PillService.analyse      {ms(floor)}")
@@ -395,18 +432,23 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
     print(f"  the last {mem_calls} verifications (2 clients) took {mem_s:.0f} s")
     print()
     print(f"Verdicts: {dict(sorted(tally.verdicts.items()))}; errors: {dict(tally.errors) or 0}")
-    print(f"DetectedIssues on the FHIR server for the patient: {issues} of {tally.queued} queued"
-          f" (waited {drain_s:.1f} s after the last request); Provenance total: {provenances};"
-          f" outbox rows: {rows}")  # fmt: skip
+    print(f"DetectedIssues on the FHIR server for the patient: {issues} of {tally.queued} queued")
+    print(f"  (waited {drain_s:.1f} s after the last request); Provenances: {provenances}")
+    print("Outbox at the end:")
+    for row in rows:
+        print(f"  {row}")
+    print(f"Warnings/errors in the serve log: {sum(problems.values())}")
+    for message, count in problems.most_common(8):
+        print(f"  {count} x {message}")
     print(f"Total bench time {time.perf_counter() - t_start:.0f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="verifications for the RSS check")
-    parser.add_argument("--per-level", type=int, default=24, help="calls per concurrency level")
-    parser.add_argument("--latency", type=int, default=30, help="sequential calls per row")
-    parser.add_argument("--warmup", type=int, default=16, help="4-client calls before RSS")
+    parser.add_argument("--per-level", type=int, default=16, help="calls per concurrency level")
+    parser.add_argument("--latency", type=int, default=20, help="sequential calls per row")
+    parser.add_argument("--warmup", type=int, default=32, help="4-client calls before RSS")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="verity-bench-") as tmp:
         asyncio.run(bench(args, Path(tmp)))
