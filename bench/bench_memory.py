@@ -171,16 +171,17 @@ def main() -> None:
     print(f"Figures taken on a shared {psutil.cpu_count()}-core machine "
           f"(load average at end {os.getloadavg()[0]:.1f}).")  # fmt: skip
     print(f"verity serve (embedded PostgreSQL, {serve['models']:.0f} models loaded):")
-    print(f"  at /health/ready ({serve['ready_s']:.1f} s):         {serve['ready_mb']:6.0f} MB")
-    print(f"  after 5 x /v1/identify (every model run): {serve['after_mb']:6.0f} MB"
-          f" (USS {serve['uss_mb']:.0f} MB)   target <= 600 MB")  # fmt: skip
-    print(f"  (PostgreSQL, not counted: {serve['pg_mb']:.0f} MB RSS summed over its processes)")
+    row = "  {:<48} {:6.0f} MB{}"
+    print(row.format(f"at /health/ready ({serve['ready_s']:.1f} s)", serve["ready_mb"], ""))
+    print(row.format("after 5 x /v1/identify (every model run)", serve["after_mb"],
+                     f"  (USS {serve['uss_mb']:.0f} MB)  target <= 600 MB"))  # fmt: skip
+    print(row.format("PostgreSQL, not counted (RSS summed)", serve["pg_mb"], ""))
     print(f"verity evaluate pills {args.dataset} --json:")
     print(f"  wall time {wall:.1f} s (target < 60 s)")
-    print(f"  peak RSS, python process (psutil, 50 ms polling): {peak / MB:6.0f} MB")
-    print(f"  peak RSS of its PostgreSQL (summed, 0.5 s poll): {peak_pg / MB:6.0f} MB")
-    print(f"  getrusage(RUSAGE_CHILDREN).ru_maxrss:              {ru_mb:6.0f} MB"
-          " (largest single process it waited for)")  # fmt: skip
+    print(row.format("peak RSS, python process (psutil, 50 ms poll)", peak / MB, ""))
+    print(row.format("peak RSS of its PostgreSQL (summed, 0.5 s poll)", peak_pg / MB, ""))
+    print(row.format("getrusage(RUSAGE_CHILDREN).ru_maxrss", ru_mb,
+                     "  (largest single process it waited for)"))  # fmt: skip
     print(f"  accuracy: top1 {result['top1']}, true_accept_rate {result['true_accept_rate']},"
           f" false_accept_rate {result['false_accept_rate']}")  # fmt: skip
     print("  printed JSON, as printed:")
