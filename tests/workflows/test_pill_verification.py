@@ -137,6 +137,8 @@ async def test_two_pills_for_a_one_tablet_dose(pill_app, ehr):
     body = (await verify(pill_app, order, [two_pills()])).json()
     assert len(body["pills"]) == 2, body
     assert "COUNT_MISMATCH" in body["findings"] and body["count_expected"] == 1
+    left, right = sorted(p["bbox"] for p in body["pills"])  # x, y, width, height in the photo
+    assert left[2] > 0 and left[3] > 0 and left[0] + left[2] <= right[0] < 800
 
 
 async def test_bad_photo_is_refused_and_nothing_recorded(pill_app, ehr):
