@@ -93,6 +93,9 @@ class ModelSettings(BaseModel):
         default_factory=list,
         description="bigger embedders tried after `embedder`, in order, only when it is unsure",
     )
+    head: str | None = Field(
+        "pill-head-wccn", description="projection applied to the embedder's output (None: raw)"
+    )
     cascade_margin: float = Field(0.5, ge=0, le=1, description="run the next embedder below this")
     ocr: bool = True
     ocr_side_px: int = Field(192, ge=32, le=1024, description="OCR input: crop's short side")

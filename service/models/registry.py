@@ -81,6 +81,11 @@ class ModelRegistry:
                 if name not in cards:
                     raise ModelNotLoaded(f"no model card for embedder {name!r}", model=name)
                 self._models[name] = self._load_embedder(cards[name])
+            head = self.settings.head
+            if head:
+                if head not in cards:
+                    raise ModelNotLoaded(f"no model card for head {head!r}", model=head)
+                self._models[head] = self._load_embedder(cards[head])
             if self.settings.ocr:
                 from service.models.ocr import load_ocr
 
@@ -92,7 +97,7 @@ class ModelRegistry:
         return self
 
     def _load_embedder(self, card: ModelCard) -> LoadedModel:
-        """One ONNX Runtime session per file, sequential execution, configured threads."""
+        """One ONNX Runtime session per file (embedder or head), configured threads."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -102,8 +107,8 @@ class ModelRegistry:
         path = next(iter(card.files))
         session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         shape = card.raw["input"]["shape"]
-        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), int(shape[2]),
-                           session)
+        size = int(shape[2]) if len(shape) == 4 else 0  # heads take vectors, not images
+        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), size, session)
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model, or ModelNotLoaded (HTTP 503) so callers never see a None."""
@@ -112,13 +117,20 @@ class ModelRegistry:
             raise ModelNotLoaded(f"model {name!r} is not loaded", model=name)
         return model
 
+    def embedding_version(self, name: str) -> str:
+        """Version of what `embed` returns: the embedder, plus the head when one is set."""
+        head = self.settings.head
+        base = self.get(name).version
+        return f"{base}+{self.get(head).version}" if head else base
+
     def timed(self, name: str) -> _Timer:
         """Context manager that records one call's latency for `name`."""
         return _Timer(self.get(name).stats)
 
     def status(self) -> list[dict[str, object]]:
         """What the health endpoint shows: every configured model, loaded or not."""
-        wanted = list(self.settings.embedders) + (["ocr"] if self.settings.ocr else [])
+        wanted = list(self.settings.embedders) + [self.settings.head] * bool(self.settings.head)
+        wanted += ["ocr"] if self.settings.ocr else []
         out: list[dict[str, object]] = []
         for name in wanted:
             m = self._models.get(name)

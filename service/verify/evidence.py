@@ -11,6 +11,10 @@ import numpy as np
 from service.verify.records import QueryPill, ReferenceView
 
 FEATURES = ("emb_sim", "emb_z", "colour_de", "shape_dlog", "imprint")
+# Saturating distances: beyond these, a larger distance is no more evidence against a product
+# (a colour cast or a shadow in the mask produces such outliers on the right product too).
+COLOUR_CAP = 20.0  # Lab distance of the dominant colours
+SHAPE_CAP = 0.3  # |log aspect-ratio difference|, i.e. about 35 % longer
 READ_SEPARATOR = " | "  # a reference's imprint_read may hold alternatives (two orientations)
 
 
@@ -81,6 +85,7 @@ def product_evidence(query: QueryPill, views: Iterable[ReferenceView]) -> dict[s
         colour = min(colour_distance(q_colours, v.features.get("colours", [])) for v in pviews)
         shape = min(abs(float(np.log(q_aspect / float(v.features.get("aspect", 1.0)))))
                     for v in pviews)
+        colour, shape = min(colour, COLOUR_CAP), min(shape, SHAPE_CAP)
         signed, sim, read = imprint_evidence(query, [v.imprint_read or "" for v in pviews])
         out[pid] = {
             "emb_sim": float(sims.max()), "best_view": f"{pviews[best].image_id}/{pviews[best].view}",

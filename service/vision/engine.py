@@ -29,7 +29,7 @@ COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Krie
 QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not
 REF_TURNS = (0.0, 90.0, 180.0, 270.0)  # references cover every right-angle turn
 ELONGATED_TURNS = (0.0, 180.0)  # upright crops of oval/capsule pills differ only by a half turn
-SOFT_SIDES = (64,)  # px: extra reference views at the sharpness of a small, far pill
+SOFT_SIDES = (32, 64, 128)  # px: extra reference views at the sharpness of small, far pills
 QUERY_OCR_TURNS = (0.0,)  # the OCR's own line classifier handles upside-down text
 REF_OCR_TURNS = (0.0, 90.0)  # enrolment reads harder: text across a capsule, any round pill
 
@@ -55,7 +55,7 @@ class PillEngine:
 
     @property
     def model_version(self) -> str:
-        return self.registry.get(self.embedder).version
+        return self.registry.embedding_version(self.embedder)
 
     def analyse_bytes(self, data: bytes) -> PhotoResult:
         """Decode then analyse; image errors surface as the matching VerityError."""
