@@ -56,28 +56,41 @@ def collect(dataset: Path) -> tuple[list[Sample], list[str], dict[str, str]]:
     return samples, library, {p: products[p].clinical_drug for p in products}
 
 
+def _objective(theta: np.ndarray, data: list[tuple[str, list[str], np.ndarray]]
+               ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Negative log-likelihood (+ ridge on weights), its gradient and Hessian."""
+    n = len(theta)
+    nll, grad, hess = 0.0, np.zeros(n), np.zeros((n, n))
+    for pid, ids, z in data:
+        logits = z @ theta
+        top = max(float(logits.max()), 0.0)
+        e = np.exp(logits - top)
+        norm = np.exp(-top) + e.sum()
+        p = e / norm
+        target = np.array([i == pid for i in ids], dtype=np.float64)
+        nll -= float(target @ logits) - target.sum() * (top + np.log(norm))
+        grad += z.T @ (p - target)
+        hess += z.T @ (np.diag(p) - np.outer(p, p)) @ z
+    reg = np.r_[np.full(n - 1, 2 * RIDGE), 0.0]
+    nll += RIDGE * float(theta[:-1] @ theta[:-1])
+    return nll, grad + reg * np.r_[theta[:-1], 0.0], hess + np.diag(reg)
+
+
 def fit(samples: list[Sample]) -> tuple[np.ndarray, float]:
-    """Newton's method on the open-set conditional-logit likelihood (+ ridge)."""
+    """Damped Newton on the open-set conditional-logit likelihood (+ ridge)."""
     allx = np.concatenate([x for _, _, x in samples])
     mu, sd = allx.mean(axis=0), allx.std(axis=0) + 1e-9
+    data = [(pid, ids, np.hstack([(x - mu) / sd, np.ones((len(x), 1))]))
+            for pid, ids, x in samples]
     theta = np.zeros(len(FEATURES) + 1)  # standardised weights, then bias
-    for _ in range(30):
-        grad = np.zeros_like(theta)
-        hess = np.zeros((len(theta), len(theta)))
-        for pid, ids, x in samples:
-            z = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])
-            logits = z @ theta
-            top = max(float(logits.max()), 0.0)
-            e = np.exp(logits - top)
-            p = e / (np.exp(-top) + e.sum())
-            target = np.array([i == pid for i in ids], dtype=np.float64)
-            grad += z.T @ (p - target)
-            hess += z.T @ (np.diag(p) - np.outer(p, p)) @ z
-        reg = np.r_[np.full(len(FEATURES), 2 * RIDGE), 0.0]
-        grad += reg * np.r_[theta[:-1], 0.0]
-        step = np.linalg.solve(hess + np.diag(reg) + 1e-6 * np.eye(len(theta)), grad)
-        theta -= step
-        if float(np.abs(step).max()) < 1e-6:
+    for _ in range(50):
+        nll, grad, hess = _objective(theta, data)
+        step = np.linalg.solve(hess + 1e-6 * np.eye(len(theta)), grad)
+        scale = 1.0
+        while scale > 1e-4 and _objective(theta - scale * step, data)[0] > nll:
+            scale /= 2  # backtrack until the likelihood improves
+        theta = theta - scale * step
+        if float(np.abs(scale * step).max()) < 1e-7:
             break
     weights = theta[:-1] / sd
     return weights, float(theta[-1] - (theta[:-1] * mu / sd).sum())

@@ -113,10 +113,15 @@ class LimitSettings(BaseModel):
 
 
 class DecisionSettings(BaseModel):
-    """Score bands: >= match is MATCH, >= review is UNCERTAIN, below is MISMATCH."""
+    """Score bands: >= match is MATCH, >= review is UNCERTAIN, below is MISMATCH.
 
-    match_threshold: float = Field(0.85, ge=0, le=1)
-    review_threshold: float = Field(0.70, ge=0, le=1)
+    The pill score is the open-set posterior that the pill is the prescribed clinical drug
+    (service/verify/pills.py); 0.6 was chosen on leave-one-product-out CV of the dev photos
+    (scripts/fit_fusion.py: false-accept rate 0.005 there), see the pill-fusion.json report.
+    """
+
+    match_threshold: float = Field(0.6, ge=0, le=1)
+    review_threshold: float = Field(0.2, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> DecisionSettings:
