@@ -100,7 +100,8 @@ def main() -> None:
     print(f"  pure ONNX embed (batch {len(QUERY_TURNS)})        "
           f"{pct(pure_embed, 50):8.1f} {pct(pure_embed, 95):8.1f}")
     if pure_ocr:
-        print(f"  pure RapidOCR on the crop        {pct(pure_ocr, 50):8.1f} {pct(pure_ocr, 95):8.1f}")
+        print(f"  pure RapidOCR on the crop        "
+              f"{pct(pure_ocr, 50):8.1f} {pct(pure_ocr, 95):8.1f}")
     print(f"\nper-model call stats: {engine.registry.latency()}")
     print(f"RSS at end: {rss_mb():.0f} MB")
 

@@ -129,7 +129,8 @@ class ModelRegistry:
 
     def status(self) -> list[dict[str, object]]:
         """What the health endpoint shows: every configured model, loaded or not."""
-        wanted = list(self.settings.embedders) + [self.settings.head] * bool(self.settings.head)
+        wanted = list(self.settings.embedders)
+        wanted += [self.settings.head] if self.settings.head else []
         wanted += ["ocr"] if self.settings.ocr else []
         out: list[dict[str, object]] = []
         for name in wanted:

@@ -88,7 +88,8 @@ def product_evidence(query: QueryPill, views: Iterable[ReferenceView]) -> dict[s
         colour, shape = min(colour, COLOUR_CAP), min(shape, SHAPE_CAP)
         signed, sim, read = imprint_evidence(query, [v.imprint_read or "" for v in pviews])
         out[pid] = {
-            "emb_sim": float(sims.max()), "best_view": f"{pviews[best].image_id}/{pviews[best].view}",
+            "emb_sim": float(sims.max()),
+            "best_view": f"{pviews[best].image_id}/{pviews[best].view}",
             "colour_de": colour, "shape_dlog": shape, "imprint": signed,
             "imprint_similarity": sim, "reference_imprint": read,
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ class PillEngine:
         gains = background_gains(rgb, others, COLOUR_STRENGTH)
         corrected = apply_gains(rgb, gains)
         crops = [upright_crop(corrected, region.mask, region.contour, turn) for turn in turns]
-        features = shape_features(region.contour)
+        features: dict[str, Any] = dict(shape_features(region.contour))
         features["colours"] = dominant_colours(crops[0][0], crops[0][1])
         features["relative_area"] = round(region.area_px / max(r.area_px for r in regions), 4)
         features["frame_fraction"] = round(region.area_px / float(rgb.shape[0] * rgb.shape[1]), 5)
