@@ -74,7 +74,7 @@ def main() -> None:
         t_total = time.perf_counter()
         result = engine.analyse_bytes(data)
         t = time.perf_counter()
-        engine.identify(result.pills[0], store.candidates(result.pills[0]), library)
+        engine.identify_photo(result, list(store.candidates(result.pills[0])), library)
         result.timings["rank"] = (time.perf_counter() - t) * 1000
         result.timings["total"] = (time.perf_counter() - t_total) * 1000
         for k, v in result.timings.items():

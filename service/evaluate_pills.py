@@ -96,8 +96,9 @@ def evaluate(dataset_dir: Path, engine: PillEngine, store: ReferenceStore | None
         ranked: list[Candidate] = []
         error = None
         try:
-            pill = engine.analyse_bytes(data).pills[0]
-            ranked = engine.identify(pill, store.candidates(pill), library)
+            photo = engine.analyse_bytes(data)
+            refs = list(store.candidates(photo.pills[0]))
+            ranked = engine.identify_photo(photo, refs, library)[0]
         except ClientError as exc:
             error = exc.code
         ms = (time.perf_counter() - t0) * 1000.0

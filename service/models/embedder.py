@@ -26,8 +26,8 @@ def run_onnx(model: LoadedModel, batch: np.ndarray) -> np.ndarray:
 
 def embed(registry: ModelRegistry, name: str, crops: list[np.ndarray]) -> np.ndarray:
     """Embed a batch of crops (then the configured head); rows are unit length."""
-    head = registry.settings.head
-    out_dim = registry.get(head).dim if head else registry.get(name).dim
+    head = registry.head_for(name)
+    out_dim = head.dim if head else registry.get(name).dim
     if not crops:
         return np.zeros((0, out_dim), dtype=np.float32)
     model = registry.get(name)
@@ -36,8 +36,7 @@ def embed(registry: ModelRegistry, name: str, crops: list[np.ndarray]) -> np.nda
         feats = run_onnx(model, batch)
     feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     if head:
-        head_model = registry.get(head)
-        with registry.timed(head):
-            feats = head_model.runtime.run(None, {"embedding": feats.astype(np.float32)})[0]
+        with registry.timed(head.name):
+            feats = head.runtime.run(None, {"embedding": feats.astype(np.float32)})[0]
         feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     return np.asarray(feats, dtype=np.float32)

@@ -54,6 +54,7 @@ class LoadedModel:
     dim: int
     input_size: int
     runtime: Any = None
+    applies_to: str | None = None  # heads: the embedder whose output they project
     stats: LatencyStats = field(default_factory=LatencyStats)
 
     @property
@@ -108,7 +109,8 @@ class ModelRegistry:
         session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         shape = card.raw["input"]["shape"]
         size = int(shape[2]) if len(shape) == 4 else 0  # heads take vectors, not images
-        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), size, session)
+        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), size, session,
+                           card.raw.get("applies_to"))
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model, or ModelNotLoaded (HTTP 503) so callers never see a None."""
@@ -117,11 +119,18 @@ class ModelRegistry:
             raise ModelNotLoaded(f"model {name!r} is not loaded", model=name)
         return model
 
+    def head_for(self, embedder: str) -> LoadedModel | None:
+        """The configured head if it was trained on this embedder's output, else None."""
+        if not self.settings.head:
+            return None
+        head = self.get(self.settings.head)
+        return head if head.applies_to in (None, embedder) else None
+
     def embedding_version(self, name: str) -> str:
-        """Version of what `embed` returns: the embedder, plus the head when one is set."""
-        head = self.settings.head
+        """Version of what `embed` returns: the embedder, plus its head when one applies."""
+        head = self.head_for(name)
         base = self.get(name).version
-        return f"{base}+{self.get(head).version}" if head else base
+        return f"{base}+{head.version}" if head else base
 
     def timed(self, name: str) -> _Timer:
         """Context manager that records one call's latency for `name`."""

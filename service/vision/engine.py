@@ -7,8 +7,8 @@ returns and passes the records back to `identify` / `verify`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ class PhotoResult:
 
     pills: list[QueryPill]
     timings: dict[str, float] = field(default_factory=dict)
+    crops: list[list[np.ndarray]] = field(default_factory=list)  # per pill, for the cascade
 
 
 class PillEngine:
@@ -77,13 +78,13 @@ class PillEngine:
             raise TooManyPills(f"{len(regions)} pills > {self.limits.max_pills_per_photo}",
                                count=len(regions))
         timings["find"] = _ms(t)
-        pills = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
-                 for i, r in enumerate(regions)]
-        return PhotoResult(pills, timings)
+        described = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
+                     for i, r in enumerate(regions)]
+        return PhotoResult([d[0] for d in described], timings, [d[1] for d in described])
 
     def _describe(self, rgb: np.ndarray, region: PillRegion, regions: list[PillRegion],
                   index: int, turns: tuple[float, ...], ocr_turns: tuple[float, ...],
-                  timings: dict[str, float]) -> QueryPill:
+                  timings: dict[str, float]) -> tuple[QueryPill, list[np.ndarray]]:
         t = time.perf_counter()
         others = np.zeros_like(region.mask)
         for r in regions:
@@ -99,7 +100,8 @@ class PillEngine:
         features["gains"] = [round(float(g), 4) for g in gains]
         timings["describe"] = timings.get("describe", 0.0) + _ms(t)
         t = time.perf_counter()
-        embeddings = embed(self.registry, self.embedder, [masked(c, m) for c, m in crops])
+        inputs = [masked(c, m) for c, m in crops]
+        embeddings = embed(self.registry, self.embedder, inputs)
         timings["embed"] = timings.get("embed", 0.0) + _ms(t)
         t = time.perf_counter()
         reads = [self._ocr(ocr_band(*upright_crop(corrected, region.mask, region.contour, turn)))
@@ -107,7 +109,8 @@ class PillEngine:
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
         text = READ_SEPARATOR.join(dict.fromkeys(r.text for r in reads if r.text))
         confidence = max((r.confidence for r in reads), default=0.0)
-        return QueryPill(embeddings, features, text or None, confidence, self.model_version, index)
+        pill = QueryPill(embeddings, features, text or None, confidence, self.model_version, index)
+        return pill, inputs
 
     def _ocr(self, crop: np.ndarray) -> ImprintRead:
         if not self.registry.settings.ocr:
@@ -122,28 +125,46 @@ class PillEngine:
 
         Views: every right-angle turn for round pills (the long axis of a round pill is
         arbitrary), 0/180 degrees for elongated ones, each also softened to the resolution of
-        a small pill in a full phone frame.
+        a small pill in a full phone frame; one set per embedder of the cascade.
         """
         regions = find_pills(rgb) or [whole_frame_region(rgb)]
         region = regions[0]
         elongated = shape_features(region.contour)["shape"] in ("oval", "capsule")
         turns = ELONGATED_TURNS if elongated else REF_TURNS
-        pill = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
-        records = [
-            ReferenceView(product_id, image_id, f"{view}/rot{int(turn)}", pill.embeddings[i],
-                          pill.features, pill.imprint_read, pill.model_version)
-            for i, turn in enumerate(turns)
-        ]
-        if SOFT_SIDES:
-            gains = np.asarray(pill.features["gains"], np.float32)
-            crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
-                     for turn in turns]
-            soft = [masked(softened(c, side), m) for side in SOFT_SIDES for c, m in crops]
-            names = [f"{view}/rot{int(t)}/soft{side}" for side in SOFT_SIDES for t in turns]
-            for name, emb in zip(names, embed(self.registry, self.embedder, soft), strict=True):
-                records.append(ReferenceView(product_id, image_id, name, emb, pill.features,
-                                             pill.imprint_read, pill.model_version))
+        pill, inputs = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
+        names = [f"{view}/rot{int(t)}" for t in turns]
+        gains = np.asarray(pill.features["gains"], np.float32)
+        crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
+                 for turn in turns]
+        for side in SOFT_SIDES:
+            inputs += [masked(softened(c, side), m) for c, m in crops]
+            names += [f"{view}/rot{int(t)}/soft{side}" for t in turns]
+        records: list[ReferenceView] = []
+        for stage, name in enumerate(self.registry.settings.embedders):
+            done = pill.embeddings if stage == 0 else np.zeros((0, 0), np.float32)
+            rest = embed(self.registry, name, inputs[len(done):])
+            version = self.registry.embedding_version(name)
+            for label, emb in zip(names, [*done, *rest], strict=True):
+                records.append(ReferenceView(product_id, image_id, label, emb, pill.features,
+                                             pill.imprint_read, version))
         return records
+
+    def identify_photo(self, result: PhotoResult, references: Sequence[ReferenceView],
+                       products: Mapping[str, ProductInfo]) -> list[list[Candidate]]:
+        """Rank every pill of a photo; the next embedder of the cascade runs only when unsure."""
+        out = []
+        for pill, crops in zip(result.pills, result.crops, strict=True):
+            ranked = self.identify(pill, references, products)
+            for name in self.registry.settings.embedders[1:]:
+                if ranked and ranked[0].score >= self.registry.settings.cascade_margin:
+                    break
+                pill = replace(pill, embeddings=embed(self.registry, name, crops),
+                               model_version=self.registry.embedding_version(name))
+                ranked = self.identify(pill, references, products)
+                for c in ranked:
+                    c.evidence["cascade_model"] = name
+            out.append(ranked)
+        return out
 
     def identify(self, pill: QueryPill, references: Iterable[ReferenceView],
                  products: Mapping[str, ProductInfo]) -> list[Candidate]:
