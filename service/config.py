@@ -80,11 +80,6 @@ class FhirSettings(BaseModel):
 class ModelSettings(BaseModel):
     """ONNX Runtime sessions, loaded once at start-up."""
 
-    @property
-    def embedders(self) -> list[str]:
-        """The embedder cascade, fastest first."""
-        return [self.embedder, *[m for m in self.cascade if m != self.embedder]]
-
     dir: Path | None = None
     intra_op_threads: int = Field(2, ge=1)
     inter_op_threads: int = Field(1, ge=1)
@@ -99,6 +94,11 @@ class ModelSettings(BaseModel):
     cascade_margin: float = Field(0.5, ge=0, le=1, description="run the next embedder below this")
     ocr: bool = True
     ocr_side_px: int = Field(192, ge=32, le=1024, description="OCR input: crop's short side")
+
+    @property
+    def embedders(self) -> list[str]:
+        """The embedder cascade, fastest first."""
+        return [self.embedder, *[m for m in self.cascade if m != self.embedder]]
 
 
 class LimitSettings(BaseModel):
