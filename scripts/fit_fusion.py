@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from service.errors import ClientError  # noqa: E402
 from service.evaluate_pills import InMemoryReferenceStore, build_engine, load_products, plan  # noqa: E402
 from service.verify.evidence import FEATURES, product_evidence  # noqa: E402
+from service.verify.pills import DEFAULT_FUSION  # noqa: E402
 from service.vision.decode import decode_image  # noqa: E402
 
 RIDGE = 1.0
@@ -36,7 +37,7 @@ Sample = tuple[str, list[str], np.ndarray]  # true product, candidate ids, evide
 
 def collect(dataset: Path) -> tuple[list[Sample], list[str], dict[str, str]]:
     """Evidence matrices for every query of the protocol (queries without a pill: skipped)."""
-    engine = build_engine()
+    engine = build_engine(DEFAULT_FUSION)  # evidence only: the fusion being fitted is not used
     products = load_products(dataset)
     enrol, queries = plan(dataset, products)
     store = InMemoryReferenceStore()
