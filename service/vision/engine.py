@@ -1,7 +1,8 @@
 """The pill engine: bytes -> pills -> descriptors -> ranked products. No database access.
 
 The caller (API, CLI, evaluation) owns the reference library: it stores what `enrol_image`
-returns and passes the records back to `identify` / `verify`.
+returns and passes the records back to `identify_photo` (all pills, embedder cascade),
+`identify` (one pill) or `verify` (one pill against the prescribed product).
 """
 
 from __future__ import annotations
