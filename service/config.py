@@ -84,11 +84,6 @@ class FhirSettings(BaseModel):
 class ModelSettings(BaseModel):
     """ONNX Runtime sessions, loaded once at start-up."""
 
-    @property
-    def embedders(self) -> list[str]:
-        """The embedder cascade, fastest first."""
-        return [self.embedder, *[m for m in self.cascade if m != self.embedder]]
-
     dir: Path | None = None
     intra_op_threads: int = Field(2, ge=1)
     inter_op_threads: int = Field(1, ge=1)
@@ -97,9 +92,17 @@ class ModelSettings(BaseModel):
         default_factory=list,
         description="bigger embedders tried after `embedder`, in order, only when it is unsure",
     )
+    head: str | None = Field(
+        "pill-head-wccn", description="projection applied to the embedder's output (None: raw)"
+    )
     cascade_margin: float = Field(0.5, ge=0, le=1, description="run the next embedder below this")
     ocr: bool = True
     ocr_side_px: int = Field(192, ge=32, le=1024, description="OCR input: crop's short side")
+
+    @property
+    def embedders(self) -> list[str]:
+        """The embedder cascade, fastest first."""
+        return [self.embedder, *[m for m in self.cascade if m != self.embedder]]
 
 
 class LimitSettings(BaseModel):
@@ -114,10 +117,15 @@ class LimitSettings(BaseModel):
 
 
 class DecisionSettings(BaseModel):
-    """Score bands: >= match is MATCH, >= review is UNCERTAIN, below is MISMATCH."""
+    """Score bands: >= match is MATCH, >= review is UNCERTAIN, below is MISMATCH.
 
-    match_threshold: float = Field(0.85, ge=0, le=1)
-    review_threshold: float = Field(0.70, ge=0, le=1)
+    The pill score is the open-set posterior that the pill is the prescribed clinical drug
+    (service/verify/pills.py); 0.6 was chosen on leave-one-product-out CV of the dev photos
+    (scripts/fit_fusion.py: false-accept rate 0.005 there), see the pill-fusion.json report.
+    """
+
+    match_threshold: float = Field(0.6, ge=0, le=1)
+    review_threshold: float = Field(0.2, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> DecisionSettings:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from service.errors import ClientError
+from service.verify.pills import FusionModel
 from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView
 from service.vision.decode import decode_image
 from service.vision.engine import PillEngine
@@ -104,8 +105,9 @@ def evaluate(
         ranked: list[Candidate] = []
         error = None
         try:
-            pill = engine.analyse_bytes(data).pills[0]
-            ranked = engine.identify(pill, store.candidates(pill), library)
+            photo = engine.analyse_bytes(data)
+            refs = list(store.candidates(photo.pills[0]))
+            ranked = engine.identify_photo(photo, refs, library)[0]
         except ClientError as exc:
             error = exc.code
         ms = (time.perf_counter() - t0) * 1000.0
@@ -173,14 +175,14 @@ def _score(
     return out
 
 
-def build_engine() -> PillEngine:
+def build_engine(fusion: FusionModel | None = None) -> PillEngine:
     """Engine with default settings (what the CLI's evaluate command uses)."""
     from service.config import DecisionSettings, LimitSettings, ModelSettings
     from service.models.registry import ModelRegistry
     from service.vision.fusion_io import load_fusion
 
     registry = ModelRegistry(ModelSettings()).load()
-    return PillEngine(registry, LimitSettings(), DecisionSettings(), load_fusion())
+    return PillEngine(registry, LimitSettings(), DecisionSettings(), fusion or load_fusion())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,12 +25,18 @@ def run_onnx(model: LoadedModel, batch: np.ndarray) -> np.ndarray:
 
 
 def embed(registry: ModelRegistry, name: str, crops: list[np.ndarray]) -> np.ndarray:
-    """Embed a batch of crops; rows are unit length so cosine similarity is a dot product."""
+    """Embed a batch of crops (then the configured head); rows are unit length."""
+    head = registry.head_for(name)
+    out_dim = head.dim if head else registry.get(name).dim
     if not crops:
-        return np.zeros((0, registry.get(name).dim), dtype=np.float32)
+        return np.zeros((0, out_dim), dtype=np.float32)
     model = registry.get(name)
     batch = preprocess(crops, model.input_size)
     with registry.timed(name):
         feats = run_onnx(model, batch)
-    norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+    feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    if head:
+        with registry.timed(head.name):
+            feats = head.runtime.run(None, {"embedding": feats.astype(np.float32)})[0]
+        feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    return np.asarray(feats, dtype=np.float32)

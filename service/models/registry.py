@@ -54,6 +54,7 @@ class LoadedModel:
     dim: int
     input_size: int
     runtime: Any = None
+    applies_to: str | None = None  # heads: the embedder whose output they project
     stats: LatencyStats = field(default_factory=LatencyStats)
 
     @property
@@ -81,16 +82,23 @@ class ModelRegistry:
                 if name not in cards:
                     raise ModelNotLoaded(f"no model card for embedder {name!r}", model=name)
                 self._models[name] = self._load_embedder(cards[name])
+            head = self.settings.head
+            if head:
+                if head not in cards:
+                    raise ModelNotLoaded(f"no model card for head {head!r}", model=head)
+                self._models[head] = self._load_embedder(cards[head])
             if self.settings.ocr:
                 from service.models.ocr import load_ocr
 
                 card = cards.get("rapidocr-ppocrv4")
                 version = card.version if card else "rapidocr-ppocrv4@unknown"
-                self._models["ocr"] = LoadedModel("ocr", version, 0, 0, load_ocr(self.settings))
+                self._models["ocr"] = LoadedModel(
+                    "ocr", version, 0, 0, load_ocr(self.settings)
+                )
         return self
 
     def _load_embedder(self, card: ModelCard) -> LoadedModel:
-        """One ONNX Runtime session per file, sequential execution, configured threads."""
+        """One ONNX Runtime session per file (embedder or head), configured threads."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -100,9 +108,9 @@ class ModelRegistry:
         path = next(iter(card.files))
         session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         shape = card.raw["input"]["shape"]
-        return LoadedModel(
-            card.id, card.version, int(card.raw["output"]["dim"]), int(shape[2]), session
-        )
+        size = int(shape[2]) if len(shape) == 4 else 0  # heads take vectors, not images
+        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), size, session,
+                           card.raw.get("applies_to"))
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model, or ModelNotLoaded (HTTP 503) so callers never see a None."""
@@ -111,19 +119,33 @@ class ModelRegistry:
             raise ModelNotLoaded(f"model {name!r} is not loaded", model=name)
         return model
 
+    def head_for(self, embedder: str) -> LoadedModel | None:
+        """The configured head if it was trained on this embedder's output, else None."""
+        if not self.settings.head:
+            return None
+        head = self.get(self.settings.head)
+        return head if head.applies_to in (None, embedder) else None
+
+    def embedding_version(self, name: str) -> str:
+        """Version of what `embed` returns: the embedder, plus its head when one applies."""
+        head = self.head_for(name)
+        base = self.get(name).version
+        return f"{base}+{head.version}" if head else base
+
     def timed(self, name: str) -> _Timer:
         """Context manager that records one call's latency for `name`."""
         return _Timer(self.get(name).stats)
 
     def status(self) -> list[dict[str, object]]:
         """What the health endpoint shows: every configured model, loaded or not."""
-        wanted = list(self.settings.embedders) + (["ocr"] if self.settings.ocr else [])
+        wanted = list(self.settings.embedders)
+        wanted += [self.settings.head] if self.settings.head else []
+        wanted += ["ocr"] if self.settings.ocr else []
         out: list[dict[str, object]] = []
         for name in wanted:
             m = self._models.get(name)
-            out.append(
-                {"name": name, "version": m.version if m else None, "loaded": bool(m and m.loaded)}
-            )
+            out.append({"name": name, "version": m.version if m else None,
+                        "loaded": bool(m and m.loaded)})
         return out
 
     def latency(self) -> dict[str, dict[str, float]]:

@@ -34,13 +34,14 @@ def background_gains(rgb: np.ndarray, pill_mask: np.ndarray, strength: float) ->
     if len(pixels) < 50:
         return np.ones(3, np.float32)
     bg = np.maximum(np.median(pixels, axis=0), 1.0)
-    gains = np.clip(bg.mean() / bg, 1.0 / MAX_GAIN, MAX_GAIN) ** strength
+    gains: np.ndarray = np.clip(bg.mean() / bg, 1.0 / MAX_GAIN, MAX_GAIN) ** strength
     return gains.astype(np.float32)
 
 
 def apply_gains(rgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """Apply von Kries gains to a uint8 RGB image."""
-    return np.clip(rgb.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(rgb.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    return out
 
 
 def dominant_colours(rgb: np.ndarray, mask: np.ndarray) -> list[dict[str, float | str]]:
@@ -58,7 +59,8 @@ def dominant_colours(rgb: np.ndarray, mask: np.ndarray) -> list[dict[str, float 
         return [_describe(np.median(lab, axis=0), 1.0)]
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)
-    _, labels, centres = cv2.kmeans(lab, 2, None, crit, 2, cv2.KMEANS_PP_CENTERS)
+    best = np.zeros((len(lab), 1), np.int32)
+    _, labels, centres = cv2.kmeans(lab, 2, best, crit, 2, cv2.KMEANS_PP_CENTERS)
     shares = np.bincount(labels.ravel(), minlength=2) / len(labels)
     if np.linalg.norm(centres[0] - centres[1]) < TWO_TONE_DELTA_E or shares.min() < 0.2:
         return [_describe(np.median(lab, axis=0), 1.0)]

@@ -44,9 +44,9 @@ def decode_image(data: bytes, limits: LimitSettings) -> np.ndarray:
         with warnings.catch_warnings():
             # Pillow warns (and errors at 2x) on huge images; our own limits below decide first.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-            _check_dimensions(img.size, limits)  # header only: nothing decoded yet
-            img = _decode_pixels(img)
+            opened = Image.open(io.BytesIO(data), formats=[fmt])
+            _check_dimensions(opened.size, limits)  # header only: nothing decoded yet
+            img = _decode_pixels(opened)
     except (ImageTooLarge, ImageTooSmall):
         raise
     except Image.DecompressionBombError as exc:

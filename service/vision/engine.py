@@ -1,14 +1,15 @@
 """The pill engine: bytes -> pills -> descriptors -> ranked products. No database access.
 
 The caller (API, CLI, evaluation) owns the reference library: it stores what `enrol_image`
-returns and passes the records back to `identify` / `verify`.
+returns and passes the records back to `identify_photo` (all pills, embedder cascade),
+`identify` (one pill) or `verify` (one pill against the prescribed product).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -31,7 +32,7 @@ COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Krie
 QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not
 REF_TURNS = (0.0, 90.0, 180.0, 270.0)  # references cover every right-angle turn
 ELONGATED_TURNS = (0.0, 180.0)  # upright crops of oval/capsule pills differ only by a half turn
-SOFT_SIDES = (64,)  # px: extra reference views at the sharpness of a small, far pill
+SOFT_SIDES = (32, 64, 128)  # px: extra reference views at the sharpness of small, far pills
 QUERY_OCR_TURNS = (0.0,)  # the OCR's own line classifier handles upside-down text
 REF_OCR_TURNS = (0.0, 90.0)  # enrolment reads harder: text across a capsule, any round pill
 
@@ -42,6 +43,7 @@ class PhotoResult:
 
     pills: list[QueryPill]
     timings: dict[str, float] = field(default_factory=dict)
+    crops: list[list[np.ndarray]] = field(default_factory=list)  # per pill, for the cascade
 
 
 class PillEngine:
@@ -57,7 +59,7 @@ class PillEngine:
 
     @property
     def model_version(self) -> str:
-        return self.registry.get(self.embedder).version
+        return self.registry.embedding_version(self.embedder)
 
     def analyse_bytes(self, data: bytes) -> PhotoResult:
         """Decode then analyse; image errors surface as the matching VerityError."""
@@ -78,13 +80,13 @@ class PillEngine:
             raise TooManyPills(f"{len(regions)} pills > {self.limits.max_pills_per_photo}",
                                count=len(regions))
         timings["find"] = _ms(t)
-        pills = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
-                 for i, r in enumerate(regions)]
-        return PhotoResult(pills, timings)
+        described = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
+                     for i, r in enumerate(regions)]
+        return PhotoResult([d[0] for d in described], timings, [d[1] for d in described])
 
     def _describe(self, rgb: np.ndarray, region: PillRegion, regions: list[PillRegion],
                   index: int, turns: tuple[float, ...], ocr_turns: tuple[float, ...],
-                  timings: dict[str, float]) -> QueryPill:
+                  timings: dict[str, float]) -> tuple[QueryPill, list[np.ndarray]]:
         t = time.perf_counter()
         others = np.zeros_like(region.mask)
         for r in regions:
@@ -92,7 +94,7 @@ class PillEngine:
         gains = background_gains(rgb, others, COLOUR_STRENGTH)
         corrected = apply_gains(rgb, gains)
         crops = [upright_crop(corrected, region.mask, region.contour, turn) for turn in turns]
-        features: dict[str, Any] = {**shape_features(region.contour)}
+        features: dict[str, Any] = dict(shape_features(region.contour))
         features["bbox"] = [int(v) for v in cv2.boundingRect(region.contour)]  # x, y, w, h
         features["colours"] = dominant_colours(crops[0][0], crops[0][1])
         features["relative_area"] = round(region.area_px / max(r.area_px for r in regions), 4)
@@ -101,7 +103,8 @@ class PillEngine:
         features["gains"] = [round(float(g), 4) for g in gains]
         timings["describe"] = timings.get("describe", 0.0) + _ms(t)
         t = time.perf_counter()
-        embeddings = embed(self.registry, self.embedder, [masked(c, m) for c, m in crops])
+        inputs = [masked(c, m) for c, m in crops]
+        embeddings = embed(self.registry, self.embedder, inputs)
         timings["embed"] = timings.get("embed", 0.0) + _ms(t)
         t = time.perf_counter()
         reads = [self._ocr(ocr_band(*upright_crop(corrected, region.mask, region.contour, turn)))
@@ -109,7 +112,8 @@ class PillEngine:
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
         text = READ_SEPARATOR.join(dict.fromkeys(r.text for r in reads if r.text))
         confidence = max((r.confidence for r in reads), default=0.0)
-        return QueryPill(embeddings, features, text or None, confidence, self.model_version, index)
+        pill = QueryPill(embeddings, features, text or None, confidence, self.model_version, index)
+        return pill, inputs
 
     def _ocr(self, crop: np.ndarray) -> ImprintRead:
         if not self.registry.settings.ocr:
@@ -124,28 +128,46 @@ class PillEngine:
 
         Views: every right-angle turn for round pills (the long axis of a round pill is
         arbitrary), 0/180 degrees for elongated ones, each also softened to the resolution of
-        a small pill in a full phone frame.
+        a small pill in a full phone frame; one set per embedder of the cascade.
         """
         regions = find_pills(rgb) or [whole_frame_region(rgb)]
         region = regions[0]
         elongated = shape_features(region.contour)["shape"] in ("oval", "capsule")
         turns = ELONGATED_TURNS if elongated else REF_TURNS
-        pill = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
-        records = [
-            ReferenceView(product_id, image_id, f"{view}/rot{int(turn)}", pill.embeddings[i],
-                          pill.features, pill.imprint_read, pill.model_version)
-            for i, turn in enumerate(turns)
-        ]
-        if SOFT_SIDES:
-            gains = np.asarray(pill.features["gains"], np.float32)
-            crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
-                     for turn in turns]
-            soft = [masked(softened(c, side), m) for side in SOFT_SIDES for c, m in crops]
-            names = [f"{view}/rot{int(t)}/soft{side}" for side in SOFT_SIDES for t in turns]
-            for name, emb in zip(names, embed(self.registry, self.embedder, soft), strict=True):
-                records.append(ReferenceView(product_id, image_id, name, emb, pill.features,
-                                             pill.imprint_read, pill.model_version))
+        pill, inputs = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
+        names = [f"{view}/rot{int(t)}" for t in turns]
+        gains = np.asarray(pill.features["gains"], np.float32)
+        crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
+                 for turn in turns]
+        for side in SOFT_SIDES:
+            inputs += [masked(softened(c, side), m) for c, m in crops]
+            names += [f"{view}/rot{int(t)}/soft{side}" for t in turns]
+        records: list[ReferenceView] = []
+        for stage, name in enumerate(self.registry.settings.embedders):
+            done = pill.embeddings if stage == 0 else np.zeros((0, 0), np.float32)
+            rest = embed(self.registry, name, inputs[len(done):])
+            version = self.registry.embedding_version(name)
+            for label, emb in zip(names, [*done, *rest], strict=True):
+                records.append(ReferenceView(product_id, image_id, label, emb, pill.features,
+                                             pill.imprint_read, version))
         return records
+
+    def identify_photo(self, result: PhotoResult, references: Sequence[ReferenceView],
+                       products: Mapping[str, ProductInfo]) -> list[list[Candidate]]:
+        """Rank every pill of a photo; the next embedder of the cascade runs only when unsure."""
+        out = []
+        for pill, crops in zip(result.pills, result.crops, strict=True):
+            ranked = self.identify(pill, references, products)
+            for name in self.registry.settings.embedders[1:]:
+                if ranked and ranked[0].score >= self.registry.settings.cascade_margin:
+                    break
+                pill = replace(pill, embeddings=embed(self.registry, name, crops),
+                               model_version=self.registry.embedding_version(name))
+                ranked = self.identify(pill, references, products)
+                for c in ranked:
+                    c.evidence["cascade_model"] = name
+            out.append(ranked)
+        return out
 
     def identify(self, pill: QueryPill, references: Iterable[ReferenceView],
                  products: Mapping[str, ProductInfo]) -> list[Candidate]:

@@ -39,7 +39,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     flood = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8)
     cv2.floodFill(padded, flood, (0, 0), 255)
-    return mask | cv2.bitwise_not(padded)[1:-1, 1:-1]
+    filled: np.ndarray = mask | cv2.bitwise_not(padded)[1:-1, 1:-1]
+    return filled
 
 
 def border_pixels(img: np.ndarray, frac: float = 0.04) -> np.ndarray:
@@ -48,7 +49,8 @@ def border_pixels(img: np.ndarray, frac: float = 0.04) -> np.ndarray:
     b = max(2, int(frac * min(h, w)))
     c = img.shape[2] if img.ndim == 3 else 1
     parts = [img[:b], img[-b:], img[:, :b], img[:, -b:]]
-    return np.concatenate([p.reshape(-1, c) for p in parts])
+    out: np.ndarray = np.concatenate([p.reshape(-1, c) for p in parts])
+    return out
 
 
 def foreground_mask(small: np.ndarray, local: bool) -> np.ndarray:

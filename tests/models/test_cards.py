@@ -27,7 +27,7 @@ def test_every_card_matches_its_files() -> None:
 
 
 def test_registry_status_and_embedding() -> None:
-    registry = ModelRegistry(ModelSettings(ocr=False, intra_op_threads=1))
+    registry = ModelRegistry(ModelSettings(ocr=False, head=None, intra_op_threads=1))
     assert registry.status() == [{"name": "efficientnet-lite0", "version": None, "loaded": False}]
     with pytest.raises(ModelNotLoaded):
         registry.get("efficientnet-lite0")
@@ -39,6 +39,19 @@ def test_registry_status_and_embedding() -> None:
     assert out.shape == (2, 1280)
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-4)
     assert registry.latency()["efficientnet-lite0"]["calls"] == 1.0
+
+
+def test_head_projects_to_its_card_dim() -> None:
+    registry = ModelRegistry(ModelSettings(ocr=False, intra_op_threads=1)).load()
+    names = [s["name"] for s in registry.status()]
+    assert names == ["efficientnet-lite0", "pill-head-wccn"]
+    version = registry.embedding_version("efficientnet-lite0")
+    assert version.startswith("efficientnet-lite0@") and "+pill-head-wccn@" in version
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (120, 80, 3), dtype=np.uint8) for _ in range(3)]
+    out = embed(registry, "efficientnet-lite0", crops)
+    assert out.shape == (3, 128)
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-4)
 
 
 def test_unknown_embedder_is_model_not_loaded() -> None:

@@ -1,0 +1,117 @@
+"""Per-photo latency of the pill pipeline, stage by stage, next to pure ONNX inference.
+
+    python bench/bench_pipeline.py [DATASET_DIR] [--photos N]
+
+Prints figures only (no asserts): machines differ. RSS is read after all models are loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from service.errors import ClientError  # noqa: E402
+from service.evaluate_pills import InMemoryReferenceStore, build_engine, load_products, plan  # noqa: E402
+from service.models.embedder import preprocess, run_onnx  # noqa: E402
+from service.vision.decode import decode_image  # noqa: E402
+from service.vision.descriptors import masked, ocr_band, upright_crop  # noqa: E402
+from service.vision.engine import QUERY_TURNS  # noqa: E402
+from service.vision.segment import find_pills  # noqa: E402
+
+
+def rss_mb() -> float:
+    """Current resident set size (Linux /proc), else the peak from getrusage."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", nargs="?", type=Path,
+                        default=ROOT / ".." / "shared" / "data" / "pills")
+    parser.add_argument("--photos", type=int, default=30)
+    args = parser.parse_args()
+    rss0 = rss_mb()
+    t0 = time.perf_counter()
+    engine = build_engine()
+    load_s = time.perf_counter() - t0
+    print(f"models loaded in {load_s:.2f} s; RSS {rss0:.0f} MB -> {rss_mb():.0f} MB")
+    for status in engine.registry.status():
+        print(f"  {status}")
+    products = load_products(args.dataset)
+    enrol, queries = plan(args.dataset, products)
+    store = InMemoryReferenceStore()
+    t0 = time.perf_counter()
+    for pid, path in enrol:
+        rgb = decode_image(path.read_bytes(), engine.limits)
+        store.add(engine.enrol_image(rgb, pid, f"{pid}/{path.stem}", path.stem))
+    print(f"enrolled {len(enrol)} images ({len(store.views)} views) in "
+          f"{time.perf_counter() - t0:.2f} s")
+    library = {p: products[p] for p in {v.product_id for v in store.views}}
+    stages: dict[str, list[float]] = {}
+    pure_embed: list[float] = []
+    pure_ocr: list[float] = []
+    ocr_model = engine.registry.get("ocr").runtime if engine.registry.settings.ocr else None
+    emb_model = engine.registry.get(engine.embedder)
+    skipped = 0
+    for _pid, path in queries[: args.photos]:
+        data = path.read_bytes()
+        t_total = time.perf_counter()
+        try:
+            result = engine.analyse_bytes(data)
+        except ClientError:
+            skipped += 1  # no pill / too many pills: nothing to rank
+            continue
+        t = time.perf_counter()
+        engine.identify_photo(result, list(store.candidates(result.pills[0])), library)
+        result.timings["rank"] = (time.perf_counter() - t) * 1000
+        result.timings["total"] = (time.perf_counter() - t_total) * 1000
+        for k, v in result.timings.items():
+            stages.setdefault(k, []).append(v)
+        # the same models on the same input, without the pipeline around them
+        rgb = decode_image(data, engine.limits)
+        region = find_pills(rgb)[0]
+        crops = [upright_crop(rgb, region.mask, region.contour, t) for t in QUERY_TURNS]
+        batch = preprocess([masked(c, m) for c, m in crops], emb_model.input_size)
+        t = time.perf_counter()
+        run_onnx(emb_model, batch)
+        pure_embed.append((time.perf_counter() - t) * 1000)
+        if ocr_model is not None:
+            band = ocr_band(*crops[0])
+            t = time.perf_counter()
+            ocr_model(band[:, :, ::-1].copy())
+            pure_ocr.append((time.perf_counter() - t) * 1000)
+    n = len(stages.get("total", []))
+    print(f"RSS after enrolment (sessions warmed up): {rss_mb():.0f} MB")
+    print(f"\nper photo over {n} query photos, {skipped} refused (ms)   p50      p95")
+    for k in ("decode", "find", "describe", "embed", "ocr", "rank", "total"):
+        if k in stages:
+            print(f"  pipeline {k:<24} {pct(stages[k], 50):8.1f} {pct(stages[k], 95):8.1f}")
+    print(f"  pure ONNX embed (batch {len(QUERY_TURNS)})        "
+          f"{pct(pure_embed, 50):8.1f} {pct(pure_embed, 95):8.1f}")
+    if pure_ocr:
+        print(f"  pure RapidOCR on the crop        "
+              f"{pct(pure_ocr, 50):8.1f} {pct(pure_ocr, 95):8.1f}")
+    print(f"\nper-model call stats: {engine.registry.latency()}")
+    print(f"RSS at end: {rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
