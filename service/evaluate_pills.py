@@ -54,7 +54,7 @@ def load_products(dataset_dir: Path) -> dict[str, ProductInfo]:
     """labels.csv -> product id -> ProductInfo (name/strength define the clinical drug)."""
     with (dataset_dir / "labels.csv").open(newline="") as fh:
         return {
-            r["product_id"]: ProductInfo(
+            r["product_id"]: ProductInfo.from_label(
                 r["product_id"], r.get("name") or None, r.get("strength") or None
             )
             for r in csv.DictReader(fh)

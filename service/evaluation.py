@@ -60,10 +60,7 @@ async def _run(
     conn: psycopg.AsyncConnection, service: PillService, dataset: list[Any], details: bool
 ) -> dict[str, Any]:
     labels = {
-        d.product.id: ProductInfo(
-            d.product.id, d.product.clinical_drug, "-" if d.product.clinical_drug else None
-        )
-        for d in dataset
+        d.product.id: ProductInfo(d.product.id, d.product.clinical_drug) for d in dataset
     }
     enrolled: set[str] = set()
     for d in dataset:

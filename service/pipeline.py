@@ -23,7 +23,7 @@ SHORTLIST_VIEWS = 64  # nearest reference views per query embedding before exact
 
 def product_info(p: Product) -> ProductInfo:
     """The engine's view of a product: products with equal clinical-drug keys are one drug."""
-    return ProductInfo(p.id, p.clinical_drug, "-" if p.clinical_drug else None)
+    return ProductInfo(p.id, p.clinical_drug)
 
 
 @dataclass(frozen=True)

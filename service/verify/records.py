@@ -6,11 +6,12 @@ The store keeps `ReferenceView`s (embedding in a pgvector column, `features` as 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from service.verify.catalog import clinical_drug_key, parse_label_ingredients
 
 Band = Literal["MATCH", "UNCERTAIN", "MISMATCH"]
 
@@ -42,19 +43,22 @@ class QueryPill:
 
 @dataclass(frozen=True)
 class ProductInfo:
-    """What the library knows about a product; equal `clinical_drug` means interchangeable."""
+    """What the ranker knows about a product; equal `drug_key` means interchangeable."""
 
     product_id: str
-    name: str | None = None
-    strength: str | None = None
+    drug_key: str | None = None  # catalog.clinical_drug_key: ingredients + strengths
+
+    @classmethod
+    def from_label(cls, product_id: str, name: str | None, strength: str | None) -> ProductInfo:
+        """From label text: the same non-blank ingredient(s) and strength(s) is one drug."""
+        if not (name and name.strip() and strength and strength.strip()):
+            return cls(product_id)
+        return cls(product_id, clinical_drug_key(parse_label_ingredients(name, strength)))
 
     @property
     def clinical_drug(self) -> str:
-        """Same non-blank ingredient(s) + strength(s) = same clinical drug; else the product."""
-        if self.name and self.name.strip() and self.strength and self.strength.strip():
-            norm = re.sub(r"\s+", " ", f"{self.name}|{self.strength}".upper()).strip()
-            return f"drug:{norm}"
-        return f"product:{self.product_id}"
+        """The grouping key: the clinical drug when known, else the product itself."""
+        return f"drug:{self.drug_key}" if self.drug_key else f"product:{self.product_id}"
 
 
 @dataclass

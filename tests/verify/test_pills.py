@@ -28,7 +28,7 @@ def _query(emb: np.ndarray, imprint: str | None = None) -> QueryPill:
     return QueryPill(emb[None, :], feats, imprint, 0.9 if imprint else 0.0)
 
 
-PRODUCTS = {p: ProductInfo(p, n, s) for p, n, s in [
+PRODUCTS = {p: ProductInfo.from_label(p, n, s) for p, n, s in [
     ("A", "METFORMIN", "METFORMIN 500 mg"), ("A2", "METFORMIN", "METFORMIN 500 mg"),
     ("B", "METFORMIN", "METFORMIN 1000 mg"), ("C", None, None), ("D", None, None)]}
 
