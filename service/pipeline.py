@@ -18,7 +18,10 @@ from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceV
 from service.vision.decode import decode_image
 from service.vision.engine import PhotoResult, PillEngine
 
-SHORTLIST_VIEWS = 64  # nearest reference views per query embedding before exact re-ranking
+# Nearest reference views per query embedding before exact re-ranking. Each reference image
+# gives ~10 views, so this shortlists the ~50 most similar products: enough that the
+# open-set probability sees every plausible competitor (products far away add ~0).
+SHORTLIST_VIEWS = 500
 
 
 def product_info(p: Product) -> ProductInfo:
@@ -132,8 +135,9 @@ class PillService:
         them exactly."""
         ids: set[str] = set(always_include)
         for emb in pill.embeddings:
-            hits = await vectors.knn(conn, self.model_version, emb, k=SHORTLIST_VIEWS)
-            ids.update(view.product_id for view, _ in hits)
+            ids.update(
+                await vectors.nearest_products(conn, self.model_version, emb, views=SHORTLIST_VIEWS)
+            )
         if pill.imprint_read:
             # Hybrid search: a legible imprint brings in products the embedding missed.
             ids.update(await library.products_with_imprint_like(conn, pill.imprint_read))

@@ -115,6 +115,28 @@ async def knn(
                   key=lambda hit: hit[1])  # fmt: skip
 
 
+async def nearest_products(
+    conn: psycopg.AsyncConnection,
+    model_version: str,
+    query: np.ndarray,
+    *,
+    views: int = 500,
+) -> list[str]:
+    """Distinct products among the `views` nearest reference views (ids only: a shortlist)."""
+    dim = int(query.shape[0])
+    query_sql = sql.SQL(
+        "SELECT product_id, min(d) FROM (SELECT product_id, {} <=> %s::vector({}) AS d"
+        " FROM reference_embedding WHERE model_version = {} ORDER BY d LIMIT %s) AS near"
+        " GROUP BY product_id ORDER BY min(d)"
+    ).format(_vec_expr(dim), sql.Literal(dim), sql.Literal(model_version))
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(40, min(views, 1000))),)
+        )
+        cur = await conn.execute(query_sql, [Vector(query), views], binary=True)
+        return [str(r[0]) for r in await cur.fetchall()]
+
+
 async def views_for_products(
     conn: psycopg.AsyncConnection, model_version: str, product_ids: Sequence[str] | None = None
 ) -> list[ReferenceView]:
