@@ -137,6 +137,18 @@ async def nearest_products(
         return [str(r[0]) for r in await cur.fetchall()]
 
 
+async def enrolled_products(
+    conn: psycopg.AsyncConnection, model_version: str, product_ids: Sequence[str]
+) -> set[str]:
+    """Which of these products have reference views under this model version."""
+    cur = await conn.execute(
+        "SELECT DISTINCT product_id FROM reference_embedding"
+        " WHERE model_version = %s AND product_id = ANY(%s)",
+        (model_version, list(product_ids)),
+    )
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
 async def views_for_products(
     conn: psycopg.AsyncConnection, model_version: str, product_ids: Sequence[str] | None = None
 ) -> list[ReferenceView]:

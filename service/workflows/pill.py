@@ -17,7 +17,7 @@ from service.config import Settings
 from service.errors import InternalError, NoPillFound
 from service.metrics import FINDINGS, VERIFICATIONS
 from service.pipeline import PillService
-from service.store import library, outbox
+from service.store import library, outbox, vectors
 from service.store import verifications as audit
 from service.store.library import Product
 from service.verify.orders import OrderInfo, contained_medication, read_order
@@ -121,7 +121,12 @@ async def decide(
 ) -> PillVerification:
     """Identify every pill of every photo against the library and judge it against the order."""
     expected = await library.products_for_order(conn, order.drug)
-    expected_ids = [p.id for p in expected]
+    # A product without reference images cannot be recognised: NOT_IN_LIBRARY, not MISMATCH.
+    enrolled = await vectors.enrolled_products(
+        conn, pills_service.model_version, [p.id for p in expected]
+    )
+    recognisable = [p for p in expected if p.id in enrolled]
+    expected_ids = [p.id for p in recognisable]
     names: dict[str, Product] = {p.id: p for p in expected}
     results: list[PillResult] = []
     for photo_index, data in enumerate(req.photos):
@@ -134,7 +139,7 @@ async def decide(
         wanted = sorted({c.product_id for r in ranked_pills for c in r.candidates[:3]})
         names.update(await library.get_products(conn, [w for w in wanted if w not in names]))
         for r in ranked_pills:
-            verdict, score = pill_verdict(r.candidates, expected, settings)
+            verdict, score = pill_verdict(r.candidates, recognisable, settings)
             results.append(PillResult(
                 index=len(results), verdict=verdict, photo_index=photo_index,
                 bbox=_bbox(r.pill.features.get("bbox")),

@@ -20,8 +20,8 @@ from service.main import create_app
 from service.store import library, migrate
 from tests.conftest import SHARED_DATA, api_settings
 
-# Products of the e2e library (enrolled per the dataset protocol) and the photos used as queries.
-LIBRARY = ["ndc_00093-0311-01", "ndc_00149-0007-05", "ndc_60505-1308-01", "ndc_00003-4222-16"]
+# The e2e library is the whole dev set enrolled per the dataset protocol (a realistic library:
+# the open-set score needs the look-alikes to be present), and these photos are the queries.
 PRODUCT_A, PHOTO_A = "ndc_00093-0311-01", "photo_4.jpg"  # loperamide 2 mg
 PRODUCT_B, PHOTO_B = "ndc_00149-0007-05", "photo_4.jpg"  # another product, another look
 NOT_IN_LIBRARY_NDC = "00172-3650-70"  # glipizide 10 mg: in the dataset, never enrolled here
@@ -124,10 +124,9 @@ async def pill_app(
         pills = app.state.pills
         async with app.state.db.pool.connection() as conn:
             for d in read_dataset(SHARED_DATA / "pills"):
-                if d.product.id in LIBRARY:
-                    await library.upsert_product(conn, d.product)
-                    for ref in d.references:
-                        await pills.enrol(conn, d.product.id, ref.read_bytes(), source=ref.name)
+                await library.upsert_product(conn, d.product)
+                for ref in d.references:
+                    await pills.enrol(conn, d.product.id, ref.read_bytes(), source=ref.name)
         client.app = app  # type: ignore[attr-defined]
         yield client
 

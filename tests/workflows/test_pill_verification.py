@@ -122,7 +122,8 @@ async def test_malformed_order_reference(pill_app):
 async def test_drug_without_reference_is_not_in_library(pill_app, ehr):
     order = ehr.order(ehr.patient(), NOT_IN_LIBRARY_NDC)
     body = (await verify(pill_app, order, [photo(PRODUCT_A, PHOTO_A)])).json()
-    assert body["verdict"] == "NOT_IN_LIBRARY" and body["expected"] == []
+    assert body["verdict"] == "NOT_IN_LIBRARY"
+    assert [e["id"] for e in body["expected"]] == ["ndc_00172-3650-70"]  # known, no reference
     assert len(await delivered(ehr, body["id"])) == 1
 
 
