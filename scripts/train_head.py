@@ -41,8 +41,9 @@ def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     s = float(rng.uniform(0.15, 1.0))
     if s < 0.9:
         x = cv2.resize(x, (max(32, int(w * s)), max(32, int(h * s))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", x[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY,
-                                                   int(rng.integers(40, 95))])
+    ok, buf = cv2.imencode(
+        ".jpg", x[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 95))]
+    )
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy() if ok else x
 
 
@@ -105,7 +106,8 @@ def export(mu: np.ndarray, proj: np.ndarray, out: Path, recipe: dict[str, object
         helper.make_node("LpNormalization", ["raw"], ["projected"], axis=1, p=2),
     ]
     graph = helper.make_graph(
-        nodes, HEAD_ID,
+        nodes,
+        HEAD_ID,
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", proj.shape[0]])],
         [helper.make_tensor_value_info("projected", TensorProto.FLOAT, ["N", proj.shape[1]])],
         [numpy_helper.from_array(mu, "mu"), numpy_helper.from_array(proj, "proj")],
@@ -117,13 +119,23 @@ def export(mu: np.ndarray, proj: np.ndarray, out: Path, recipe: dict[str, object
     onnx.save(model, str(path))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     card = {
-        "id": HEAD_ID, "version": f"{HEAD_ID}@{sha[:12]}", "licence": "Apache-2.0",
+        "id": HEAD_ID,
+        "version": f"{HEAD_ID}@{sha[:12]}",
+        "licence": "Apache-2.0",
         "files": [{"path": path.name, "sha256": sha, "bytes": path.stat().st_size}],
         "applies_to": "efficientnet-lite0",
-        "input": {"name": "embedding", "shape": ["N", int(proj.shape[0])], "dtype": "float32",
-                  "normalisation": "unit-length efficientnet-lite0 embedding"},
-        "output": {"name": "projected", "shape": ["N", int(proj.shape[1])],
-                   "dim": int(proj.shape[1]), "meaning": "unit-length WCCN-projected embedding"},
+        "input": {
+            "name": "embedding",
+            "shape": ["N", int(proj.shape[0])],
+            "dtype": "float32",
+            "normalisation": "unit-length efficientnet-lite0 embedding",
+        },
+        "output": {
+            "name": "projected",
+            "shape": ["N", int(proj.shape[1])],
+            "dim": int(proj.shape[1]),
+            "meaning": "unit-length WCCN-projected embedding",
+        },
         "how_made": "scripts/train_head.py (numpy PCA + WCCN, exported with onnx.helper)",
         "training_data": recipe,
     }
@@ -134,15 +146,21 @@ def export(mu: np.ndarray, proj: np.ndarray, out: Path, recipe: dict[str, object
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     root = Path(__file__).resolve().parents[1]
-    parser.add_argument("dataset", nargs="?", type=Path,
-                        default=root / ".." / "shared" / "data" / "pills")
+    parser.add_argument(
+        "dataset", nargs="?", type=Path, default=root / ".." / "shared" / "data" / "pills"
+    )
     parser.add_argument("--out", type=Path, default=root / "service" / "models" / "bundled")
     args = parser.parse_args()
     x, labels = collect(args.dataset)
     mu, proj = fit(x, labels)
-    recipe = {"dataset": "shared/data/pills enrolment images only (refs, else photo_1)",
-              "images": int(labels.max() + 1), "augmentations_per_image": AUGS, "seed": SEED,
-              "pca_dim": DIM, "ridge": LAMBDA}
+    recipe = {
+        "dataset": "shared/data/pills enrolment images only (refs, else photo_1)",
+        "images": int(labels.max() + 1),
+        "augmentations_per_image": AUGS,
+        "seed": SEED,
+        "pca_dim": DIM,
+        "ridge": LAMBDA,
+    }
     print(export(mu, proj, args.out, recipe))
 
 

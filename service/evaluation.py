@@ -59,9 +59,7 @@ async def evaluate_pills(
 async def _run(
     conn: psycopg.AsyncConnection, service: PillService, dataset: list[Any], details: bool
 ) -> dict[str, Any]:
-    labels = {
-        d.product.id: ProductInfo(d.product.id, d.product.clinical_drug) for d in dataset
-    }
+    labels = {d.product.id: ProductInfo(d.product.id, d.product.clinical_drug) for d in dataset}
     enrolled: set[str] = set()
     for d in dataset:
         await library.upsert_product(conn, d.product)

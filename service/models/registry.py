@@ -92,9 +92,7 @@ class ModelRegistry:
 
                 card = cards.get("rapidocr-ppocrv4")
                 version = card.version if card else "rapidocr-ppocrv4@unknown"
-                self._models["ocr"] = LoadedModel(
-                    "ocr", version, 0, 0, load_ocr(self.settings)
-                )
+                self._models["ocr"] = LoadedModel("ocr", version, 0, 0, load_ocr(self.settings))
         return self
 
     def _load_embedder(self, card: ModelCard) -> LoadedModel:
@@ -109,8 +107,14 @@ class ModelRegistry:
         session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         shape = card.raw["input"]["shape"]
         size = int(shape[2]) if len(shape) == 4 else 0  # heads take vectors, not images
-        return LoadedModel(card.id, card.version, int(card.raw["output"]["dim"]), size, session,
-                           card.raw.get("applies_to"))
+        return LoadedModel(
+            card.id,
+            card.version,
+            int(card.raw["output"]["dim"]),
+            size,
+            session,
+            card.raw.get("applies_to"),
+        )
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model, or ModelNotLoaded (HTTP 503) so callers never see a None."""
@@ -144,8 +148,9 @@ class ModelRegistry:
         out: list[dict[str, object]] = []
         for name in wanted:
             m = self._models.get(name)
-            out.append({"name": name, "version": m.version if m else None,
-                        "loaded": bool(m and m.loaded)})
+            out.append(
+                {"name": name, "version": m.version if m else None, "loaded": bool(m and m.loaded)}
+            )
         return out
 
     def latency(self) -> dict[str, dict[str, float]]:

@@ -62,8 +62,15 @@ def colour_distance(q: list[dict[str, Any]], r: list[dict[str, Any]]) -> float:
         total = 0.0
         for x in xs:
             total += float(x["share"]) * min(
-                float(np.sqrt(0.25 * (x["L"] - y["L"]) ** 2 + (x["a"] - y["a"]) ** 2
-                              + (x["b"] - y["b"]) ** 2)) for y in ys)
+                float(
+                    np.sqrt(
+                        0.25 * (x["L"] - y["L"]) ** 2
+                        + (x["a"] - y["a"]) ** 2
+                        + (x["b"] - y["b"]) ** 2
+                    )
+                )
+                for y in ys
+            )
         return total
 
     return 0.5 * (one_way(q, r) + one_way(r, q))
@@ -83,15 +90,19 @@ def product_evidence(query: QueryPill, views: Iterable[ReferenceView]) -> dict[s
         sims = query.embeddings @ mat.T
         best = int(np.argmax(sims.max(axis=0)))
         colour = min(colour_distance(q_colours, v.features.get("colours", [])) for v in pviews)
-        shape = min(abs(float(np.log(q_aspect / float(v.features.get("aspect", 1.0)))))
-                    for v in pviews)
+        shape = min(
+            abs(float(np.log(q_aspect / float(v.features.get("aspect", 1.0))))) for v in pviews
+        )
         colour, shape = min(colour, COLOUR_CAP), min(shape, SHAPE_CAP)
         signed, sim, read = imprint_evidence(query, [v.imprint_read or "" for v in pviews])
         out[pid] = {
             "emb_sim": float(sims.max()),
             "best_view": f"{pviews[best].image_id}/{pviews[best].view}",
-            "colour_de": colour, "shape_dlog": shape, "imprint": signed,
-            "imprint_similarity": sim, "reference_imprint": read,
+            "colour_de": colour,
+            "shape_dlog": shape,
+            "imprint": signed,
+            "imprint_similarity": sim,
+            "reference_imprint": read,
         }
     sims_all = np.array([e["emb_sim"] for e in out.values()], dtype=np.float64)
     mu, sd = (float(sims_all.mean()), float(sims_all.std())) if len(sims_all) else (0.0, 1.0)

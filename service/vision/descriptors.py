@@ -29,12 +29,18 @@ def shape_features(contour: np.ndarray) -> dict[str, float | str]:
         label = "capsule"
     else:
         label = "oval"
-    return {"aspect": round(aspect, 4), "circularity": round(circularity, 4),
-            "rect_fill": round(rect_fill, 4), "corners": float(corners), "shape": label}
+    return {
+        "aspect": round(aspect, 4),
+        "circularity": round(circularity, 4),
+        "rect_fill": round(rect_fill, 4),
+        "corners": float(corners),
+        "shape": label,
+    }
 
 
-def upright_crop(rgb: np.ndarray, mask: np.ndarray, contour: np.ndarray,
-                 angle_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def upright_crop(
+    rgb: np.ndarray, mask: np.ndarray, contour: np.ndarray, angle_offset: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Rotate so the pill's long axis is horizontal, then crop it with a margin (image, mask)."""
     (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
     if rw < rh:
@@ -62,7 +68,7 @@ def ocr_band(img: np.ndarray, msk: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(msk)
     if len(xs) == 0:
         return img
-    return img[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def softened(img: np.ndarray, long_side: int) -> np.ndarray:
@@ -71,6 +77,7 @@ def softened(img: np.ndarray, long_side: int) -> np.ndarray:
     if max(h, w) <= long_side:
         return img
     f = long_side / max(h, w)
-    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA
+    )
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -49,8 +49,13 @@ class PhotoResult:
 class PillEngine:
     """Holds the loaded models and settings; every method is safe to call from many threads."""
 
-    def __init__(self, registry: ModelRegistry, limits: LimitSettings,
-                 decision: DecisionSettings, fusion: FusionModel = DEFAULT_FUSION) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        limits: LimitSettings,
+        decision: DecisionSettings,
+        fusion: FusionModel = DEFAULT_FUSION,
+    ) -> None:
         self.registry = registry
         self.limits = limits
         self.decision = decision
@@ -77,16 +82,26 @@ class PillEngine:
         if not regions:
             raise NoPillFound()
         if len(regions) > self.limits.max_pills_per_photo:
-            raise TooManyPills(f"{len(regions)} pills > {self.limits.max_pills_per_photo}",
-                               count=len(regions))
+            raise TooManyPills(
+                f"{len(regions)} pills > {self.limits.max_pills_per_photo}", count=len(regions)
+            )
         timings["find"] = _ms(t)
-        described = [self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
-                     for i, r in enumerate(regions)]
+        described = [
+            self._describe(rgb, r, regions, i, QUERY_TURNS, QUERY_OCR_TURNS, timings)
+            for i, r in enumerate(regions)
+        ]
         return PhotoResult([d[0] for d in described], timings, [d[1] for d in described])
 
-    def _describe(self, rgb: np.ndarray, region: PillRegion, regions: list[PillRegion],
-                  index: int, turns: tuple[float, ...], ocr_turns: tuple[float, ...],
-                  timings: dict[str, float]) -> tuple[QueryPill, list[np.ndarray]]:
+    def _describe(
+        self,
+        rgb: np.ndarray,
+        region: PillRegion,
+        regions: list[PillRegion],
+        index: int,
+        turns: tuple[float, ...],
+        ocr_turns: tuple[float, ...],
+        timings: dict[str, float],
+    ) -> tuple[QueryPill, list[np.ndarray]]:
         t = time.perf_counter()
         others = np.zeros_like(region.mask)
         for r in regions:
@@ -107,8 +122,10 @@ class PillEngine:
         embeddings = embed(self.registry, self.embedder, inputs)
         timings["embed"] = timings.get("embed", 0.0) + _ms(t)
         t = time.perf_counter()
-        reads = [self._ocr(ocr_band(*upright_crop(corrected, region.mask, region.contour, turn)))
-                 for turn in ocr_turns]
+        reads = [
+            self._ocr(ocr_band(*upright_crop(corrected, region.mask, region.contour, turn)))
+            for turn in ocr_turns
+        ]
         timings["ocr"] = timings.get("ocr", 0.0) + _ms(t)
         text = READ_SEPARATOR.join(dict.fromkeys(r.text for r in reads if r.text))
         confidence = max((r.confidence for r in reads), default=0.0)
@@ -122,8 +139,9 @@ class PillEngine:
         with self.registry.timed("ocr"):
             return read_imprint(ocr.runtime, crop, self.registry.settings.ocr_side_px)
 
-    def enrol_image(self, rgb: np.ndarray, product_id: str, image_id: str,
-                    view: str = "front") -> list[ReferenceView]:
+    def enrol_image(
+        self, rgb: np.ndarray, product_id: str, image_id: str, view: str = "front"
+    ) -> list[ReferenceView]:
         """Records for one reference image: its largest pill (else the frame), several views.
 
         Views: every right-angle turn for round pills (the long axis of a round pill is
@@ -137,23 +155,32 @@ class PillEngine:
         pill, inputs = self._describe(rgb, region, regions[:1], 0, turns, REF_OCR_TURNS, {})
         names = [f"{view}/rot{int(t)}" for t in turns]
         gains = np.asarray(pill.features["gains"], np.float32)
-        crops = [upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
-                 for turn in turns]
+        crops = [
+            upright_crop(apply_gains(rgb, gains), region.mask, region.contour, turn)
+            for turn in turns
+        ]
         for side in SOFT_SIDES:
             inputs += [masked(softened(c, side), m) for c, m in crops]
             names += [f"{view}/rot{int(t)}/soft{side}" for t in turns]
         records: list[ReferenceView] = []
         for stage, name in enumerate(self.registry.settings.embedders):
             done = pill.embeddings if stage == 0 else np.zeros((0, 0), np.float32)
-            rest = embed(self.registry, name, inputs[len(done):])
+            rest = embed(self.registry, name, inputs[len(done) :])
             version = self.registry.embedding_version(name)
             for label, emb in zip(names, [*done, *rest], strict=True):
-                records.append(ReferenceView(product_id, image_id, label, emb, pill.features,
-                                             pill.imprint_read, version))
+                records.append(
+                    ReferenceView(
+                        product_id, image_id, label, emb, pill.features, pill.imprint_read, version
+                    )
+                )
         return records
 
-    def identify_photo(self, result: PhotoResult, references: Sequence[ReferenceView],
-                       products: Mapping[str, ProductInfo]) -> list[list[Candidate]]:
+    def identify_photo(
+        self,
+        result: PhotoResult,
+        references: Sequence[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> list[list[Candidate]]:
         """Rank every pill of a photo; the next embedder of the cascade runs only when unsure."""
         out = []
         for pill, crops in zip(result.pills, result.crops, strict=True):
@@ -161,24 +188,37 @@ class PillEngine:
             for name in self.registry.settings.embedders[1:]:
                 if ranked and ranked[0].score >= self.registry.settings.cascade_margin:
                     break
-                pill = replace(pill, embeddings=embed(self.registry, name, crops),
-                               model_version=self.registry.embedding_version(name))
+                pill = replace(
+                    pill,
+                    embeddings=embed(self.registry, name, crops),
+                    model_version=self.registry.embedding_version(name),
+                )
                 ranked = self.identify(pill, references, products)
                 for c in ranked:
                     c.evidence["cascade_model"] = name
             out.append(ranked)
         return out
 
-    def identify(self, pill: QueryPill, references: Iterable[ReferenceView],
-                 products: Mapping[str, ProductInfo]) -> list[Candidate]:
+    def identify(
+        self,
+        pill: QueryPill,
+        references: Iterable[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> list[Candidate]:
         """Rank every enrolled product for one pill."""
         return rank(pill, references, products, self.decision, self.fusion)
 
-    def verify(self, pill: QueryPill, prescribed: str, references: Iterable[ReferenceView],
-               products: Mapping[str, ProductInfo]) -> Verdict:
+    def verify(
+        self,
+        pill: QueryPill,
+        prescribed: str,
+        references: Iterable[ReferenceView],
+        products: Mapping[str, ProductInfo],
+    ) -> Verdict:
         """Is this pill the prescribed product (or the same clinical drug)?"""
-        return verify(self.identify(pill, references, products), prescribed, products,
-                      self.decision)
+        return verify(
+            self.identify(pill, references, products), prescribed, products, self.decision
+        )
 
 
 def _ms(t0: float) -> float:

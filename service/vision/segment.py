@@ -72,8 +72,9 @@ def foreground_mask(small: np.ndarray, local: bool) -> np.ndarray:
     d = np.sqrt((((lab - bg) ** 2) * weights).sum(axis=-1))
     border_d = np.sqrt((((border_pixels(lab) - bg_border) ** 2) * weights).sum(axis=-1))
     noise = float(np.percentile(border_d, 90))
-    otsu, _ = cv2.threshold(np.clip(d, 0, 255).astype(np.uint8), 0, 255,
-                            cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    otsu, _ = cv2.threshold(
+        np.clip(d, 0, 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
+    )
     colour = (d > max(otsu, 1.5 * noise, 10.0)).astype(np.uint8) * 255
     grey = cv2.cvtColor(blur, cv2.COLOR_RGB2GRAY)
     edges = cv2.dilate(cv2.Canny(grey, 20, 50), np.ones((3, 3), np.uint8))
@@ -138,12 +139,16 @@ def find_pills(rgb: np.ndarray) -> list[PillRegion]:
     """Every pill-like region, largest first; empty when nothing pill-like is in the frame."""
     h, w = rgb.shape[:2]
     scale = WORK_SIDE / max(h, w)
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
     found = _candidates(foreground_mask(small, local=False))
     if _quality(found) < GOOD_QUALITY:
-        local = [f for f in _candidates(foreground_mask(small, local=True))
-                 if f[0] >= MIN_LOCAL_FRAC * small.shape[0] * small.shape[1]]
+        local = [
+            f
+            for f in _candidates(foreground_mask(small, local=True))
+            if f[0] >= MIN_LOCAL_FRAC * small.shape[0] * small.shape[1]
+        ]
         if _quality(local) > _quality(found) and not (found and _inside(local[0], found[0])):
             found = local  # unless the "better" region is a marking on the weak one
     regions = []

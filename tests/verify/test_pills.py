@@ -28,9 +28,16 @@ def _query(emb: np.ndarray, imprint: str | None = None) -> QueryPill:
     return QueryPill(emb[None, :], feats, imprint, 0.9 if imprint else 0.0)
 
 
-PRODUCTS = {p: ProductInfo.from_label(p, n, s) for p, n, s in [
-    ("A", "METFORMIN", "METFORMIN 500 mg"), ("A2", "METFORMIN", "METFORMIN 500 mg"),
-    ("B", "METFORMIN", "METFORMIN 1000 mg"), ("C", None, None), ("D", None, None)]}
+PRODUCTS = {
+    p: ProductInfo.from_label(p, n, s)
+    for p, n, s in [
+        ("A", "METFORMIN", "METFORMIN 500 mg"),
+        ("A2", "METFORMIN", "METFORMIN 500 mg"),
+        ("B", "METFORMIN", "METFORMIN 1000 mg"),
+        ("C", None, None),
+        ("D", None, None),
+    ]
+}
 
 
 def test_clinical_drug_needs_name_and_strength() -> None:

@@ -18,8 +18,15 @@ def _rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-@pytest.mark.parametrize("rel", ["ndc_00002-3228-30/ref_1.jpg", "ndc_00007-4891-20/photo_1.jpg",
-                                 "ndc_00093-0311-01/photo_3.jpg", "ndc_60505-1308-01/photo_2.jpg"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "ndc_00002-3228-30/ref_1.jpg",
+        "ndc_00007-4891-20/photo_1.jpg",
+        "ndc_00093-0311-01/photo_3.jpg",
+        "ndc_60505-1308-01/photo_2.jpg",
+    ],
+)
 def test_one_pill_found_in_real_photos(pills_dir: Path, rel: str) -> None:
     assert len(find_pills(_rgb(pills_dir / rel))) == 1
 
@@ -40,19 +47,24 @@ def test_shapes_of_known_pills(pills_dir: Path) -> None:
 
 def compose_pills(pills_dir: Path, n: int) -> np.ndarray:
     """n real pills cut from studio references, pasted on one grey tray."""
-    refs = ["ndc_00002-3228-30/ref_1.jpg", "ndc_00007-4891-20/ref_1.jpg",
-            "ndc_00074-7149-90/ref_1.jpg", "ndc_00049-4910-30/ref_1.jpg",
-            "ndc_00093-0058-05/ref_1.jpg", "ndc_00004-0800-85/ref_1.jpg"]
+    refs = [
+        "ndc_00002-3228-30/ref_1.jpg",
+        "ndc_00007-4891-20/ref_1.jpg",
+        "ndc_00074-7149-90/ref_1.jpg",
+        "ndc_00049-4910-30/ref_1.jpg",
+        "ndc_00093-0058-05/ref_1.jpg",
+        "ndc_00004-0800-85/ref_1.jpg",
+    ]
     canvas = np.full((900, 1200, 3), 118, np.uint8)
     for k in range(n):
         rgb = _rgb(pills_dir / refs[k % len(refs)])
         region = find_pills(rgb)[0]
         ys, xs = np.nonzero(region.mask)
-        crop = rgb[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
-        mask = region.mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1] > 0
+        crop = rgb[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        mask = region.mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] > 0
         oy, ox = 60 + (k // 3) * 420, 40 + (k % 3) * 390
         h, w = min(crop.shape[0], 380), min(crop.shape[1], 360)
-        canvas[oy: oy + h, ox: ox + w][mask[:h, :w]] = crop[:h, :w][mask[:h, :w]]
+        canvas[oy : oy + h, ox : ox + w][mask[:h, :w]] = crop[:h, :w][mask[:h, :w]]
     return canvas
 
 
