@@ -111,11 +111,10 @@ class PillService:
     async def reembed(self, conn: psycopg.AsyncConnection) -> int:
         """Embed every stored reference image with the current model version."""
         count = 0
-        for image_id, product_id, data in await library.reference_images_with_pixels(conn):
+        for image_id, product_id, side, data in await library.reference_images_with_pixels(conn):
             rgb = await anyio.to_thread.run_sync(
                 decode_image, data, self.engine.limits, limiter=self._cpu
             )
-            side = "front"
             views = await anyio.to_thread.run_sync(
                 partial(self.engine.enrol_image, rgb, product_id, str(image_id), side),
                 limiter=self._cpu,

@@ -191,12 +191,13 @@ async def list_reference_images(
 
 async def reference_images_with_pixels(
     conn: psycopg.AsyncConnection,
-) -> list[tuple[int, str, bytes]]:
-    """Every stored reference image (id, product, bytes), for re-embedding."""
+) -> list[tuple[int, str, str, bytes]]:
+    """Every stored reference image (id, product, side, bytes), for re-embedding."""
     cur = await conn.execute(
-        "SELECT id, product_id, image FROM reference_image WHERE image IS NOT NULL ORDER BY id"
+        "SELECT id, product_id, side, image FROM reference_image WHERE image IS NOT NULL"
+        " ORDER BY id"
     )
-    return [(int(i), str(p), bytes(b)) for i, p, b in await cur.fetchall()]
+    return [(int(i), str(p), str(side), bytes(b)) for i, p, side, b in await cur.fetchall()]
 
 
 async def set_ocr_imprint(conn: psycopg.AsyncConnection, product_id: str, imprint: str) -> None:

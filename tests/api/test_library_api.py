@@ -159,3 +159,24 @@ async def test_library_needs_a_token_and_the_write_scope(api, auth_server):
     assert (await api.get("/v1/library/products", headers=headers)).status_code == 200
     denied = await api.post("/v1/library/products", json={"id": "x-denied"}, headers=headers)
     assert denied.status_code == 403 and denied.json()["code"] == "VERITY-4030"
+
+
+@pytest.mark.slow
+async def test_reembed_restores_every_view_under_the_current_model(api):
+    from service.store import vectors
+
+    pid = await _new_product(api)
+    resp = await api.post(
+        f"/v1/library/products/{pid}/images", files={"image": ("r.jpg", pill_image(*REF))}
+    )
+    views = resp.json()["views"]
+    pills = api.app.state.pills
+    async with api.app.state.db.pool.connection() as conn:
+        before = await vectors.views_for_products(conn, pills.model_version, [pid])
+        await vectors.delete_model_version(conn, pills.model_version)
+        assert await vectors.views_for_products(conn, pills.model_version, [pid]) == []
+        async with conn.transaction():
+            assert await pills.reembed(conn) >= 1
+        after = await vectors.views_for_products(conn, pills.model_version, [pid])
+    assert len(after) == len(before) == views
+    assert {v.view for v in after} == {v.view for v in before}
