@@ -109,25 +109,41 @@ def report(
     probs: list[np.ndarray],
     library: list[str],
     drug: dict[str, str],
+<<<<<<< HEAD
     n_queries: int,
 ) -> dict[str, dict[str, float]]:
     """Top-1 and, per threshold, TAR/FAR over all (query, prescribed) pairs of the protocol."""
+=======
+    queries: list[str],
+) -> dict[str, dict[str, float]]:
+    """Top-1 and, per threshold, TAR/FAR over all (query, prescribed) pairs of the protocol.
+
+    `queries` holds the true product of every query photo, refused ones included, so the
+    denominators are those of service.evaluate_pills: identification queries are those of an
+    enrolled product, positives are the (query, library product) pairs of the same clinical
+    drug, and a top-1 hit is a winning clinical drug equal to the query's.
+    """
+>>>>>>> acc
     out: dict[str, dict[str, float]] = {}
-    enrolled = [s for s in samples if s[0] in library]
-    n_id = n_queries - (len(samples) - len(enrolled)) if n_queries else len(enrolled)
+    n_id = sum(1 for pid in queries if pid in library)
+    pos = sum(1 for pid in queries for y in library if drug[y] == drug[pid])
+    neg = len(queries) * len(library) - pos
     for thr in THRESHOLDS:
         tp = fp = hits = 0
         for (pid, ids, _), p in zip(samples, probs, strict=True):
             group: dict[str, float] = {}
             for i, prob in zip(ids, p, strict=True):
                 group[drug[i]] = group.get(drug[i], 0.0) + float(prob)
-            hits += pid in library and ids[int(np.argmax(p))] == pid
+            hits += pid in library and max(group, key=lambda g: group[g]) == drug[pid]
             for y in library:
                 if group.get(drug[y], 0.0) >= thr:
                     tp += drug[y] == drug[pid]
                     fp += drug[y] != drug[pid]
+<<<<<<< HEAD
         pos = sum(1 for s in samples if s[0] in library) + (n_id - len(enrolled))
         neg = n_queries * len(library) - pos
+=======
+>>>>>>> acc
         out[f"{thr:.1f}"] = {
             "top1": round(hits / max(n_id, 1), 4),
             "tar": round(tp / max(pos, 1), 4),
@@ -146,7 +162,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     samples, library, drug = collect(args.dataset)
-    _, queries = plan(args.dataset, load_products(args.dataset))
+    queries = [pid for pid, _ in plan(args.dataset, load_products(args.dataset))[1]]
     cv_probs: list[np.ndarray] = [np.zeros(0)] * len(samples)
     for held in sorted({s[0] for s in samples}):
         w, b = fit([s for s in samples if s[0] != held])
@@ -160,9 +176,15 @@ def main() -> None:
         "bias": round(bias, 6),
         "ridge": RIDGE,
         "fitted_on": f"{args.dataset.name}: {len(samples)} queries, {len(library)} products",
+<<<<<<< HEAD
         "cv_leave_one_product_out": report(samples, cv_probs, library, drug, len(queries)),
         "in_sample": report(
             samples, [posterior(s[2], weights, bias) for s in samples], library, drug, len(queries)
+=======
+        "cv_leave_one_product_out": report(samples, cv_probs, library, drug, queries),
+        "in_sample": report(
+            samples, [posterior(s[2], weights, bias) for s in samples], library, drug, queries
+>>>>>>> acc
         ),
     }
     digest = hashlib.sha256(json.dumps(result["weights"] + [result["bias"]]).encode()).hexdigest()
