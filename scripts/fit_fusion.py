@@ -109,11 +109,6 @@ def report(
     probs: list[np.ndarray],
     library: list[str],
     drug: dict[str, str],
-<<<<<<< HEAD
-    n_queries: int,
-) -> dict[str, dict[str, float]]:
-    """Top-1 and, per threshold, TAR/FAR over all (query, prescribed) pairs of the protocol."""
-=======
     queries: list[str],
 ) -> dict[str, dict[str, float]]:
     """Top-1 and, per threshold, TAR/FAR over all (query, prescribed) pairs of the protocol.
@@ -123,7 +118,6 @@ def report(
     enrolled product, positives are the (query, library product) pairs of the same clinical
     drug, and a top-1 hit is a winning clinical drug equal to the query's.
     """
->>>>>>> acc
     out: dict[str, dict[str, float]] = {}
     n_id = sum(1 for pid in queries if pid in library)
     pos = sum(1 for pid in queries for y in library if drug[y] == drug[pid])
@@ -139,11 +133,6 @@ def report(
                 if group.get(drug[y], 0.0) >= thr:
                     tp += drug[y] == drug[pid]
                     fp += drug[y] != drug[pid]
-<<<<<<< HEAD
-        pos = sum(1 for s in samples if s[0] in library) + (n_id - len(enrolled))
-        neg = n_queries * len(library) - pos
-=======
->>>>>>> acc
         out[f"{thr:.1f}"] = {
             "top1": round(hits / max(n_id, 1), 4),
             "tar": round(tp / max(pos, 1), 4),
@@ -176,15 +165,9 @@ def main() -> None:
         "bias": round(bias, 6),
         "ridge": RIDGE,
         "fitted_on": f"{args.dataset.name}: {len(samples)} queries, {len(library)} products",
-<<<<<<< HEAD
-        "cv_leave_one_product_out": report(samples, cv_probs, library, drug, len(queries)),
-        "in_sample": report(
-            samples, [posterior(s[2], weights, bias) for s in samples], library, drug, len(queries)
-=======
         "cv_leave_one_product_out": report(samples, cv_probs, library, drug, queries),
         "in_sample": report(
             samples, [posterior(s[2], weights, bias) for s in samples], library, drug, queries
->>>>>>> acc
         ),
     }
     digest = hashlib.sha256(json.dumps(result["weights"] + [result["bias"]]).encode()).hexdigest()
