@@ -19,9 +19,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from service.main import create_app
-    from service.runtime import limit_malloc_arenas
-
-    limit_malloc_arenas()
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
