@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from service.dataset import read_dataset
 from service.errors import ClientError
 from service.verify.pills import FusionModel
 from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView
@@ -67,18 +68,10 @@ def plan(
     """(enrolment images, query photos) per the protocol, as (product_id, path) pairs."""
     enrol: list[tuple[str, Path]] = []
     queries: list[tuple[str, Path]] = []
-    for pid in sorted(products):
-        folder = dataset_dir / pid
-        refs = sorted(folder.glob("ref_*.jpg"))
-        photos = sorted(folder.glob("photo_*.jpg"), key=lambda p: int(p.stem.split("_")[1]))
-        if refs:
-            enrol += [(pid, p) for p in refs]
-            queries += [(pid, p) for p in photos]
-        elif len(photos) >= 2:
-            enrol.append((pid, photos[0]))
-            queries += [(pid, p) for p in photos[1:]]
-        else:
-            queries += [(pid, p) for p in photos]
+    for d in sorted(read_dataset(dataset_dir), key=lambda d: d.product.id):
+        if d.product.id in products:
+            enrol += [(d.product.id, p) for p in d.references]
+            queries += [(d.product.id, p) for p in d.queries]
     return enrol, queries
 
 
@@ -121,10 +114,10 @@ def evaluate(
                 "ranked": ranked,
             }
         )
-    return _score(rows, products, library, details)
+    return score_rows(rows, products, library, details)
 
 
-def _score(
+def score_rows(
     rows: list[dict[str, Any]],
     products: dict[str, ProductInfo],
     library: dict[str, ProductInfo],

@@ -15,7 +15,7 @@ from pgvector.psycopg import register_vector_async
 from service.config import Settings
 from service.dataset import read_dataset
 from service.errors import ClientError
-from service.evaluate_pills import _score
+from service.evaluate_pills import score_rows
 from service.models.registry import ModelRegistry
 from service.pipeline import PillService
 from service.store import library, migrate
@@ -83,4 +83,4 @@ async def _run(
                 "enrolled": d.product.id in enrolled, "ms": (time.perf_counter() - t0) * 1000,
                 "error": error, "ranked": [c for c in ranked if c.product_id in enrolled],
             })  # fmt: skip
-    return _score(rows, labels, {p: labels[p] for p in sorted(enrolled)}, details)
+    return score_rows(rows, labels, {p: labels[p] for p in sorted(enrolled)}, details)
