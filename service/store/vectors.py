@@ -15,7 +15,10 @@ from psycopg import sql
 
 from service.verify.records import ReferenceView
 
-EXACT_FILTER_MAX_PRODUCTS = 200
+# Up to this many products a filtered search computes exact distances over their rows (the
+# product index): bench_pgvector measured it faster than the filtered graph scan even at 5,000
+# products of 1M vectors (43 ms vs 85 ms p50), and exact has perfect recall.
+EXACT_FILTER_MAX_PRODUCTS = 2000
 
 
 def _index_name(model_version: str) -> str:
