@@ -19,7 +19,14 @@ from service.pipeline import PillService
 from service.store import library
 from service.store.database import Database
 from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import Caller, PillRequest, decide, load_order, record
+from service.workflows.pill import (
+    Caller,
+    PillRequest,
+    analyse_photos,
+    decide,
+    load_order,
+    record,
+)
 from service.writeback.relay import deliver_batch, outbox_status
 from service.writeback.resources import WritebackConfig, transaction_bundle
 
@@ -90,8 +97,9 @@ async def _scenario(
         patient_ref=PATIENT,
         caller=Caller(subject="verity demo", client_id="verity-demo"),
     )
+    analysed = await analyse_photos(pills, req.photos)
     order_json, info = await load_order(source, req.order_ref)
-    v = await decide(conn, pills, settings, req, info, ordered.product.name)
+    v = await decide(conn, pills, settings, req, info, ordered.product.name, analysed)
     write = transaction_bundle(v, WritebackConfig.from_settings(settings))
     result = (await record(conn, v, req, write, deliver=deliver)).result
     print(f"[{n}] {title}: ordered {ordered.product.name}, photo shows "

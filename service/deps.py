@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import psycopg
@@ -19,8 +20,10 @@ def _settings(request: Request) -> SettingsModel:
     return settings
 
 
-async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
-    """A pooled connection for one request; pool exhaustion is a retryable 503."""
+@asynccontextmanager
+async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection for a short step; pool exhaustion is a retryable 503. Handlers that
+    also call the FHIR server or run models take one only around their database steps."""
     try:
         async with request.app.state.db.pool.connection() as conn:
             yield conn
@@ -28,6 +31,12 @@ async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
         raise DatabaseUnavailable("no database connection free in time") from exc
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable("database connection failed") from exc
+
+
+async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection for the whole of a request that only talks to the database."""
+    async with connection(request) as conn:
+        yield conn
 
 
 def _pills(request: Request) -> PillService:

@@ -11,7 +11,7 @@ from service.api.schemas import VerificationListOut, VerificationOut, Verificati
 from service.api.uploads import read_image_upload
 from service.auth.deps import require_scopes
 from service.auth.tokens import Principal
-from service.deps import DbConn, Pills, Settings
+from service.deps import DbConn, Pills, Settings, connection
 from service.errors import FhirNotConfigured, RequestInvalid
 from service.store import verifications as audit
 from service.verify.references import parse_reference
@@ -19,6 +19,7 @@ from service.workflows.pill import (
     ORDER_TYPE,
     Caller,
     PillRequest,
+    analyse_photos,
     decide,
     load_order,
     record,
@@ -41,7 +42,6 @@ async def create_verification(
     request: Request,
     response: Response,
     principal: Verifier,
-    conn: DbConn,
     pills: Pills,
     settings: Settings,
     photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP photos")],
@@ -73,17 +73,21 @@ async def create_verification(
         caller=Caller(principal.subject, principal.client_id, tuple(sorted(principal.scopes))),
     )
     if idempotency_key:
-        earlier = await audit.find_by_idempotency_key(
-            conn, principal.client_id, idempotency_key, req.sha256()
-        )
+        async with connection(request) as conn:
+            earlier = await audit.find_by_idempotency_key(
+                conn, principal.client_id, idempotency_key, req.sha256()
+            )
         if earlier is not None:
             response.status_code = 200
             return VerificationOut.model_validate(earlier.result)
+    # Models and the FHIR read run without holding a database connection.
+    analysed = await analyse_photos(pills, req.photos)
     order_json, order = await load_order(fhir, req.order_ref)
     text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
-    v = await decide(conn, pills, settings, req, order, text)
-    write = transaction_bundle(v, WritebackConfig.from_settings(settings))
-    recorded = await record(conn, v, req, write, deliver=True)
+    async with connection(request) as conn:
+        v = await decide(conn, pills, settings, req, order, text, analysed)
+        write = transaction_bundle(v, WritebackConfig.from_settings(settings))
+        recorded = await record(conn, v, req, write, deliver=True)
     if not recorded.created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/medication-verifications/{recorded.result['id']}"

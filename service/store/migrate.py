@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import psycopg
@@ -33,7 +34,7 @@ class Migration:
     name: str
     path: Path
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
@@ -46,8 +47,10 @@ class MigrationState:
     changed: bool  # applied, but the file differs from what was applied
 
 
-def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migration files in version order; refuses duplicate versions."""
+@lru_cache(maxsize=8)
+def discover(directory: Path = MIGRATIONS_DIR) -> tuple[Migration, ...]:
+    """The migration files in version order; refuses duplicate versions. Read once per process:
+    the readiness probe asks for them on every call, and the files do not change under it."""
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.match(path.name)
@@ -57,7 +60,7 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         if version in found:
             raise ValueError(f"two migrations with version {version:04d}")
         found[version] = Migration(version, m.group(2), path)
-    return [found[v] for v in sorted(found)]
+    return tuple(found[v] for v in sorted(found))
 
 
 async def upgrade(url: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:

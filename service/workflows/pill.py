@@ -16,7 +16,7 @@ import psycopg
 from service.config import Settings
 from service.errors import InternalError, NoPillFound
 from service.metrics import FINDINGS, VERIFICATIONS
-from service.pipeline import PillService
+from service.pipeline import PillService, RankedPill
 from service.store import library, outbox, vectors
 from service.store import verifications as audit
 from service.store.library import Product
@@ -32,6 +32,7 @@ from service.verify.results import (
     ProductRef,
     Verdict,
 )
+from service.vision.engine import PhotoResult
 from service.writeback.resources import OutboxWrite
 
 ORDER_TYPE = "MedicationRequest"
@@ -111,6 +112,20 @@ def overall(pills: list[PillResult]) -> Verdict:
     return max((p.verdict for p in pills), key=_SEVERITY.index)
 
 
+async def analyse_photos(
+    pills_service: PillService, photos: Sequence[bytes]
+) -> list[PhotoResult | None]:
+    """Find and describe the pills of each photo (None: no pill); bad images raise here, before
+    the order is read or anything is recorded."""
+    out: list[PhotoResult | None] = []
+    for data in photos:
+        try:
+            out.append(await pills_service.analyse(data))
+        except NoPillFound:
+            out.append(None)
+    return out
+
+
 async def decide(
     conn: psycopg.AsyncConnection,
     pills_service: PillService,
@@ -118,8 +133,10 @@ async def decide(
     req: PillRequest,
     order: OrderInfo,
     order_text: str | None,
+    photos: Sequence[PhotoResult | None],
 ) -> PillVerification:
-    """Identify every pill of every photo against the library and judge it against the order."""
+    """Rank every pill of the analysed photos against the library and judge it against the
+    order (no model runs here: `analyse_photos` did that without holding a connection)."""
     expected = await library.products_for_order(conn, order.drug)
     # A product without reference images cannot be recognised: NOT_IN_LIBRARY, not MISMATCH.
     enrolled = await vectors.enrolled_products(
@@ -129,13 +146,13 @@ async def decide(
     expected_ids = [p.id for p in recognisable]
     names: dict[str, Product] = {p.id: p for p in expected}
     results: list[PillResult] = []
-    for photo_index, data in enumerate(req.photos):
-        try:
-            photo, ranked_pills = await pills_service.identify(
-                conn, data, always_include=expected_ids
-            )
-        except NoPillFound:
+    for photo_index, photo in enumerate(photos):
+        if photo is None:  # no pill in this photo
             continue
+        ranked_pills = [
+            RankedPill(p, await pills_service.rank(conn, p, always_include=expected_ids))
+            for p in photo.pills
+        ]
         wanted = sorted({c.product_id for r in ranked_pills for c in r.candidates[:3]})
         names.update(await library.get_products(conn, [w for w in wanted if w not in names]))
         for r in ranked_pills:
