@@ -31,7 +31,7 @@ from service.verify.pills import DEFAULT_FUSION  # noqa: E402
 from service.vision.decode import decode_image  # noqa: E402
 
 RIDGE = 1.0
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8)
 Sample = tuple[str, list[str], np.ndarray]  # true product, candidate ids, evidence matrix
 
 
@@ -128,12 +128,13 @@ def report(
             group: dict[str, float] = {}
             for i, prob in zip(ids, p, strict=True):
                 group[drug[i]] = group.get(drug[i], 0.0) + float(prob)
-            hits += pid in library and max(group, key=lambda g: group[g]) == drug[pid]
-            for y in library:
-                if group.get(drug[y], 0.0) >= thr:
+            best = max(group, key=lambda g: group[g])
+            hits += pid in library and best == drug[pid]
+            for y in library:  # MATCH: the most probable clinical drug, clearing thr (as `rank`)
+                if drug[y] == best and group[best] >= thr:
                     tp += drug[y] == drug[pid]
                     fp += drug[y] != drug[pid]
-        out[f"{thr:.1f}"] = {
+        out[f"{thr:.2f}"] = {
             "top1": round(hits / max(n_id, 1), 4),
             "tar": round(tp / max(pos, 1), 4),
             "far": round(fp / max(neg, 1), 4),

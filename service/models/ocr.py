@@ -27,6 +27,7 @@ class ImprintRead:
 
 
 NO_READ = ImprintRead("", 0.0)
+_CLAHE = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4))
 
 
 def load_ocr(settings: ModelSettings) -> Any:
@@ -46,6 +47,20 @@ def normalise_text(raw: str) -> str:
     """Upper-case, keep letters and digits, one space between tokens (imprints have no case)."""
     tokens = (_KEEP.sub("", t.upper()) for t in raw.split())
     return " ".join(t for t in tokens if t)
+
+
+def relief(rgb: np.ndarray) -> np.ndarray:
+    """Debossed imprints as dark-on-light strokes: grey, minus its blur (lighting), CLAHE.
+
+    A debossed imprint has no ink: only the light and shadow of its edges. Removing the
+    low-frequency shading and stretching local contrast turns it into text OCR can read.
+    """
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    detail = grey.astype(np.float32) - cv2.GaussianBlur(grey, (0, 0), 6).astype(np.float32)
+    span = max(float(detail.max() - detail.min()), 1e-6)
+    stretched = ((detail - detail.min()) * (255.0 / span)).astype(np.uint8)
+    out: np.ndarray = cv2.cvtColor(_CLAHE.apply(stretched), cv2.COLOR_GRAY2RGB)
+    return out
 
 
 def read_imprint(engine: Any, rgb: np.ndarray, side_px: int, min_score: float = 0.5) -> ImprintRead:

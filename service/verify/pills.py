@@ -3,8 +3,9 @@
 Open-set identification: each product gets a logit from a small logistic model over its
 evidence; the probability that the pill is product j is exp(l_j) / (1 + sum_k exp(l_k)) (the 1
 is "none of the library"), summed over products of the same clinical drug. A prescribed product
-is a MATCH only when that probability clears `match_threshold`, which needs a confident winner
-with a margin over every other product: a close runner-up takes probability away.
+is a MATCH only when its clinical drug is the most probable one and that probability clears
+`match_threshold`: a close runner-up takes probability away, and at most one clinical drug
+per pill can be a MATCH (whatever the threshold).
 """
 
 from __future__ import annotations
@@ -66,14 +67,18 @@ def rank(
     p_group: dict[str, float] = defaultdict(float)
     for p, prob in zip(ids, p_product, strict=True):
         p_group[group_of[p]] += float(prob)
+    best_group = max(p_group, key=lambda g: p_group[g])
     out = []
     for p, logit, prob in zip(ids, logits, p_product, strict=True):
         score = p_group[group_of[p]]
+        band = band_for(score, decision)
+        if band == "MATCH" and group_of[p] != best_group:
+            band = "UNCERTAIN"  # a pill is at most one clinical drug: only the best can match
         ev = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in evidence[p].items()}
         ev.update(
             logit=round(float(logit), 3), p_product=round(float(prob), 4), fusion=fusion.version
         )
-        out.append(Candidate(p, round(score, 6), band_for(score, decision), ev))
+        out.append(Candidate(p, round(score, 6), band, ev))
     out.sort(key=lambda c: (-c.score, -c.evidence["p_product"]))
     return out
 

@@ -18,7 +18,7 @@ import numpy as np
 from service.config import DecisionSettings, LimitSettings
 from service.errors import NoPillFound, TooManyPills
 from service.models.embedder import embed
-from service.models.ocr import NO_READ, ImprintRead, read_imprint
+from service.models.ocr import NO_READ, ImprintRead, read_imprint, relief
 from service.models.registry import ModelRegistry
 from service.verify.evidence import READ_SEPARATOR
 from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, verify
@@ -136,8 +136,12 @@ class PillEngine:
         if not self.registry.settings.ocr:
             return NO_READ
         ocr = self.registry.get("ocr")
+        settings = self.registry.settings
         with self.registry.timed("ocr"):
-            return read_imprint(ocr.runtime, crop, self.registry.settings.ocr_side_px)
+            first = read_imprint(ocr.runtime, crop, settings.ocr_side_px)
+            if first.text or not settings.ocr_relief_side_px:
+                return first
+            return read_imprint(ocr.runtime, relief(crop), settings.ocr_relief_side_px)
 
     def enrol_image(
         self, rgb: np.ndarray, product_id: str, image_id: str, view: str = "front"

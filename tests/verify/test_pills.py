@@ -87,3 +87,13 @@ def test_imprint_similarity() -> None:
     assert levenshtein("4222", "4223") == 1
     assert imprint_similarity("93 311", "311 93") == 1.0
     assert imprint_similarity("APO", "CIP 250") < 0.3
+
+
+def test_only_the_most_probable_drug_can_match_even_at_a_low_threshold() -> None:
+    """Two look-alike drugs near a tie: with a threshold under one half both could clear it."""
+    low = DecisionSettings(match_threshold=0.3, review_threshold=0.1)
+    refs = [_view("C", _unit(0)), _view("D", 0.999 * _unit(0) + 0.045 * _unit(5))]
+    ranked = rank(_query(_unit(0)), refs, PRODUCTS, low, FUSION)
+    assert [c.product_id for c in ranked] == ["C", "D"]
+    assert ranked[1].score >= low.match_threshold  # would be a MATCH on its score alone
+    assert ranked[0].band == "MATCH" and ranked[1].band == "UNCERTAIN"

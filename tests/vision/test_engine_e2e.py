@@ -45,13 +45,13 @@ def test_false_accept_rate_is_within_the_requirement(result: dict[str, Any]) -> 
 
 
 def test_no_regression_below_measured_figures(result: dict[str, Any]) -> None:
-    """Floors a little under what was measured on this set (top1 0.742, TAR 0.439)."""
-    assert result["top1"] >= 0.70
+    """Floors a little under what was measured on this set (top1 0.712, TAR 0.652)."""
+    assert result["top1"] >= 0.68
     assert result["top5"] >= 0.85
-    assert result["true_accept_rate"] >= 0.40
+    assert result["true_accept_rate"] >= 0.60
 
 
-@pytest.mark.xfail(strict=True, reason="below target: measured top1 0.742, TAR 0.439 (see report)")
+@pytest.mark.xfail(strict=True, reason="top1 below target: measured 0.712 (TAR 0.652 meets it)")
 def test_identification_and_acceptance_targets(result: dict[str, Any]) -> None:
     assert result["top1"] >= 0.75
     assert result["true_accept_rate"] >= 0.6
