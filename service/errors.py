@@ -135,7 +135,7 @@ class ImageEmpty(ClientError):
 
 
 class UnsupportedMediaType(ClientError):
-    """The upload is not an image format Verity decodes (JPEG, PNG, WebP)."""
+    """The upload is not an image format Verity decodes (JPEG, PNG, WebP, HEIC)."""
 
     code, status, title = "VERITY-4101", 415, "Unsupported image format"
 

@@ -66,7 +66,7 @@ async def delete_product(product_id: str, conn: DbConn) -> Response:
 @router.post("/products/{product_id}/images", status_code=201, summary="Enrol a reference image")
 async def add_image(
     product_id: str,
-    image: Annotated[UploadFile, File(description="JPEG, PNG or WebP reference photo")],
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC reference photo")],
     conn: DbConn,
     pills: Pills,
     settings: Settings,

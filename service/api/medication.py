@@ -44,7 +44,7 @@ async def create_verification(
     principal: Verifier,
     pills: Pills,
     settings: Settings,
-    photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP photos")],
+    photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP/HEIC photos")],
     medication_request: Annotated[
         str, Form(description="MedicationRequest id, reference or URL on the FHIR server")
     ],

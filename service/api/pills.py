@@ -23,7 +23,7 @@ TOP_CANDIDATES = 5
 
 @router.post("/identify", summary="Rank library products for every pill in a photo")
 async def identify(
-    photo: Annotated[UploadFile, File(description="JPEG, PNG or WebP photo")],
+    photo: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC photo")],
     conn: DbConn,
     pills: Pills,
     settings: Settings,
@@ -61,7 +61,7 @@ async def identify(
 
 @router.post("/embeddings", summary="Embedding vector of the largest pill in an image")
 async def embeddings(
-    image: Annotated[UploadFile, File(description="JPEG, PNG or WebP image")],
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC image")],
     pills: Pills,
     settings: Settings,
 ) -> EmbeddingOut:

@@ -6,6 +6,7 @@ import io
 import warnings
 
 import numpy as np
+import pi_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.config import LimitSettings
@@ -17,7 +18,12 @@ from service.errors import (
     UnsupportedMediaType,
 )
 
-_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "HEIF": "image/heic"}
+# ISO base media file brands of HEIF still images (phones save photos as HEIC).
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+
+# Decode-only libheif binding (no encoders bundled): adds the "HEIF" format to Pillow.
+pi_heif.register_heif_opener()
 
 
 def sniff_format(data: bytes) -> str:
@@ -28,7 +34,9 @@ def sniff_format(data: bytes) -> str:
         return "PNG"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
-    raise UnsupportedMediaType("not a JPEG, PNG or WebP image (magic bytes)")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    raise UnsupportedMediaType("not a JPEG, PNG, WebP or HEIC image (magic bytes)")
 
 
 def decode_image(data: bytes, limits: LimitSettings) -> np.ndarray:

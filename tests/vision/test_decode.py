@@ -105,3 +105,37 @@ def test_png_and_webp_decode_to_rgb() -> None:
         img.save(buf, fmt)
         out = decode_image(buf.getvalue(), LIMITS)
         assert out.shape == (48, 64, 3) and out.dtype == np.uint8
+
+
+def _heic(img: Image.Image, orientation: int | None = None) -> bytes:
+    """Encode with pillow-heif (test-only; the service decodes with the decode-only pi-heif)."""
+    import pillow_heif
+
+    heif = pillow_heif.from_pillow(img)
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        heif.info["exif"] = exif.tobytes()
+    buf = io.BytesIO()
+    heif.save(buf, quality=90)
+    return buf.getvalue()
+
+
+def test_heic_phone_photo_decodes_upright(pills_dir: Path) -> None:
+    """A real photo saved as HEIC (as phones do) decodes to the same pixels, EXIF turn applied."""
+    img = Image.open(pills_dir / "ndc_00093-3147-01" / "photo_2.jpg").convert("RGB")
+    img = img.crop((0, 0, img.width, img.height // 2))  # not square: a turn shows in the shape
+    data = _heic(img)
+    assert sniff_format(data) == "HEIF"
+    rgb = decode_image(data, LIMITS)
+    assert rgb.shape == (img.height, img.width, 3)
+    assert float(np.abs(rgb.astype(int) - np.asarray(img).astype(int)).mean()) < 3.0
+    turned = decode_image(_heic(img, orientation=6), LIMITS)  # camera held sideways
+    assert turned.shape == (img.width, img.height, 3)
+
+
+def test_truncated_heic_is_corrupt(pills_dir: Path) -> None:
+    img = Image.open(pills_dir / "ndc_00093-3147-01" / "photo_2.jpg").convert("RGB")
+    data = _heic(img)
+    with pytest.raises(ImageCorrupt):
+        decode_image(data[: len(data) // 2], LIMITS)
