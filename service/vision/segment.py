@@ -22,6 +22,8 @@ MIN_LOCAL_FRAC = 0.002  # local-background regions smaller than this are specks 
 GOOD_QUALITY = 0.9  # below this solidity the local-background segmentation is tried too
 BORDER_PENALTY = 0.6  # a region cut by the frame edge is less likely a whole pill
 MIN_REL_AREA = 0.2  # regions smaller than this share of the largest are crumbs, not pills
+MARK_REL_AREA = 0.5  # regions covering under this share of an outline around them are marks
+OUTLINE_LINK_PX = 10  # edge-group hulls this close belong to one outline (rim arc and body)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,32 @@ def foreground_mask(small: np.ndarray, local: bool) -> np.ndarray:
     return _fill_holes(mask)
 
 
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def outline_mask(small: np.ndarray) -> np.ndarray:
+    """Filled convex hulls of linked edge groups, hulls that (nearly) touch merged.
+
+    The outline of a pill whose body barely differs from the background (white on off-white,
+    grey on grey, a macro shot): its rim, imprint and shadow edges form one group whose hull
+    is the pill, where the colour mask only keeps the imprint marks or the shadow band.
+    """
+    grey = cv2.cvtColor(cv2.GaussianBlur(small, (5, 5), 0), cv2.COLOR_RGB2GRAY)
+    mask = cv2.dilate(cv2.Canny(grey, 20, 50), _disc(2))  # links edge fragments 4 px apart
+    min_area = MIN_AREA_FRAC * small.shape[0] * small.shape[1]
+    for link in (0, OUTLINE_LINK_PX):  # hulls of the edge groups, then of hulls that nearly touch
+        if link:
+            mask = cv2.dilate(mask, _disc(link // 2))
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hulls = [cv2.convexHull(c) for c in contours]
+        mask = np.zeros_like(mask)
+        cv2.fillPoly(mask, [h for h in hulls if cv2.contourArea(h) >= min_area], 255)
+    shrink = _disc(2 + OUTLINE_LINK_PX // 2)  # undo the dilations
+    out: np.ndarray = cv2.erode(mask, shrink, borderType=cv2.BORDER_REPLICATE)
+    return out
+
+
 _Found = tuple[float, np.ndarray, bool, float]  # area, hull, touches border, solidity
 
 
@@ -135,6 +163,21 @@ def _inside(inner: _Found, outer: _Found) -> bool:
     return cv2.pointPolygonTest(outer[1], centre, False) >= 0
 
 
+def _prefer_outlines(found: list[_Found], outlines: list[_Found]) -> list[_Found]:
+    """Marks or a shadow band on a pill give way to the much larger outline around them."""
+    if not found:
+        return found
+    for outline in outlines:
+        if found[0][0] >= MARK_REL_AREA * outline[0]:
+            break  # outlines are largest first: the rest are no larger than the main region
+        inner = [f for f in found if _inside(f, outline)]
+        if inner and sum(f[0] for f in inner) < MARK_REL_AREA * outline[0]:
+            kept = [outline] + [f for f in found if not any(f is g for g in inner)]
+            largest = max(f[0] for f in kept)
+            return sorted((f for f in kept if f[0] >= MIN_REL_AREA * largest), key=lambda f: -f[0])
+    return found
+
+
 def find_pills(rgb: np.ndarray) -> list[PillRegion]:
     """Every pill-like region, largest first; empty when nothing pill-like is in the frame."""
     h, w = rgb.shape[:2]
@@ -151,6 +194,7 @@ def find_pills(rgb: np.ndarray) -> list[PillRegion]:
         ]
         if _quality(local) > _quality(found) and not (found and _inside(local[0], found[0])):
             found = local  # unless the "better" region is a marking on the weak one
+    found = _prefer_outlines(found, _candidates(outline_mask(small)))
     regions = []
     for _, hull, touches, _ in found:
         full = np.round(hull.astype(np.float64) / scale).astype(np.int32)

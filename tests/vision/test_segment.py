@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -29,6 +30,33 @@ def _rgb(path: Path) -> np.ndarray:
 )
 def test_one_pill_found_in_real_photos(pills_dir: Path, rel: str) -> None:
     assert len(find_pills(_rgb(pills_dir / rel))) == 1
+
+
+@pytest.mark.parametrize(
+    ("rel", "frac_range", "aspect_range"),
+    [
+        # white oval on off-white with a soft shadow: the colour mask keeps only the imprint
+        ("ndc_00093-0058-05/photo_1.jpg", (0.04, 0.12), (1.6, 2.8)),
+        # light grey oval on grey: the colour mask keeps only the dark shadow band under it
+        ("ndc_00054-0166-25/photo_1.jpg", (0.011, 0.03), (1.8, 3.2)),
+        # macro shot: a white oval fills the frame and runs off its left and right edges
+        ("ndc_00071-0155-23/photo_1.jpg", (0.5, 0.9), (1.2, 2.2)),
+    ],
+)
+def test_low_contrast_pill_is_its_outline_not_its_marks(
+    pills_dir: Path, rel: str, frac_range: tuple[float, float], aspect_range: tuple[float, float]
+) -> None:
+    rgb = _rgb(pills_dir / rel)
+    h, w = rgb.shape[:2]
+    regions = find_pills(rgb)
+    assert len(regions) == 1
+    main = regions[0]
+    frac = main.area_px / (h * w)
+    assert frac_range[0] <= frac <= frac_range[1]
+    (_, _), (a, b), _ = cv2.minAreaRect(main.contour)
+    assert aspect_range[0] <= max(a, b) / min(a, b) <= aspect_range[1]
+    x, y, bw, bh = cv2.boundingRect(main.contour)
+    assert x <= w / 2 <= x + bw and y <= h / 2 <= y + bh
 
 
 def test_blank_and_noise_frames_have_no_pill() -> None:
