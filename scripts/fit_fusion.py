@@ -2,7 +2,7 @@
 
 Model: conditional logit over the library with a "none of them" option (the form `rank` uses):
 P(query is product j) = exp(l_j) / (1 + sum_k exp(l_k)), l_j = bias + w . evidence_j, with the
-evidence of service.verify.evidence.FEATURES. Six numbers, fitted by Newton's method with an
+evidence of service.verify.evidence.FEATURES. Seven numbers, fitted by Newton's method with an
 L2 ridge on standardised features, on the queries of a dataset in the shared format (the
 protocol of service.evaluate_pills). Reported: leave-one-product-out cross-validation (every
 query scored by coefficients fitted without any photo of its product), so the choice of

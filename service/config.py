@@ -129,8 +129,8 @@ class DecisionSettings(BaseModel):
     The pill score is the open-set posterior that the pill is the prescribed clinical drug
     (service/verify/pills.py), and only the most probable clinical drug can be a MATCH. 0.3 was
     chosen on leave-one-product-out CV of the dev photos (scripts/fit_fusion.py: true-accept
-    rate 0.64, false-accept rate 0.0095 there; from 0.3 to 0.4 the false accepts do not drop,
-    only the true accepts), see the pill-fusion.json report.
+    rate 0.64, false-accept rate 0.0095 there; 0.5 gives 0.47 and 0.0077), see the curve in
+    pill-fusion.json.
     """
 
     match_threshold: float = Field(0.3, ge=0, le=1)

@@ -10,7 +10,11 @@ import numpy as np
 
 from service.verify.records import QueryPill, ReferenceView
 
-FEATURES = ("emb_sim", "emb_z", "colour_de", "shape_dlog", "imprint")
+FEATURES = ("emb_sim", "emb_z", "colour_de", "shape_dlog", "imprint", "emb_strong")
+# Similarity above this is a near-duplicate of a reference view (the same face, seen again):
+# `emb_strong` = max(0, emb_sim - STRONG_SIM) lets that count for more than the linear term.
+# 0.7 was the best of 0.6-0.8 on the dev photos (scripts/fit_fusion.py, leave-one-product-out).
+STRONG_SIM = 0.7
 # Saturating distances: beyond these, a larger distance is no more evidence against a product
 # (a colour cast or a shadow in the mask produces such outliers on the right product too).
 COLOUR_CAP = 20.0  # Lab distance of the dominant colours
@@ -108,4 +112,5 @@ def product_evidence(query: QueryPill, views: Iterable[ReferenceView]) -> dict[s
     mu, sd = (float(sims_all.mean()), float(sims_all.std())) if len(sims_all) else (0.0, 1.0)
     for e in out.values():
         e["emb_z"] = (e["emb_sim"] - mu) / max(sd, 1e-3) if len(sims_all) > 2 else 0.0
+        e["emb_strong"] = max(0.0, e["emb_sim"] - STRONG_SIM)
     return out

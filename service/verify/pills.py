@@ -35,7 +35,7 @@ class FusionModel:
         )
 
 
-DEFAULT_FUSION = FusionModel(weights=(8.0, 1.0, -0.08, -4.0, 3.0), bias=-8.0)
+DEFAULT_FUSION = FusionModel(weights=(8.0, 1.0, -0.08, -4.0, 3.0, 0.0), bias=-8.0)
 
 
 def band_for(score: float, decision: DecisionSettings) -> Band:

@@ -10,7 +10,7 @@ from service.verify.pills import FusionModel, rank, verify
 from service.verify.records import ProductInfo, QueryPill, ReferenceView
 
 DECISION = DecisionSettings(match_threshold=0.6, review_threshold=0.2)
-FUSION = FusionModel(weights=(20.0, 0.0, -0.05, -3.0, 2.0), bias=-16.0)
+FUSION = FusionModel(weights=(20.0, 0.0, -0.05, -3.0, 2.0, 0.0), bias=-16.0)
 
 
 def _unit(seed: int) -> np.ndarray:

@@ -45,13 +45,12 @@ def test_false_accept_rate_is_within_the_requirement(result: dict[str, Any]) -> 
 
 
 def test_no_regression_below_measured_figures(result: dict[str, Any]) -> None:
-    """Floors a little under what was measured on this set (top1 0.712, TAR 0.652)."""
-    assert result["top1"] >= 0.68
-    assert result["top5"] >= 0.85
-    assert result["true_accept_rate"] >= 0.60
+    """Floor a little under what was measured on this set (top5 0.909)."""
+    assert result["top5"] >= 0.88
 
 
-@pytest.mark.xfail(strict=True, reason="top1 below target: measured 0.712 (TAR 0.652 meets it)")
 def test_identification_and_acceptance_targets(result: dict[str, Any]) -> None:
+    """The issue's targets on this set (measured top1 0.758, TAR 0.697, FAR 0.0089)."""
     assert result["top1"] >= 0.75
     assert result["true_accept_rate"] >= 0.6
+    assert result["false_accept_rate"] <= 0.01
