@@ -105,6 +105,9 @@ class ModelSettings(BaseModel):
         description="second OCR pass on the relief image (debossed imprints) when the first"
         " reads nothing; its short side in px (0: no second pass)",
     )
+    ocr_max_side_px: int = Field(
+        640, ge=64, le=4096, description="OCR input: cap on the long side (memory of capsules)"
+    )
 
     @property
     def embedders(self) -> list[str]:
@@ -129,7 +132,7 @@ class DecisionSettings(BaseModel):
     The pill score is the open-set posterior that the pill is the prescribed clinical drug
     (service/verify/pills.py), and only the most probable clinical drug can be a MATCH. 0.3 was
     chosen on leave-one-product-out CV of the dev photos (scripts/fit_fusion.py: true-accept
-    rate 0.64, false-accept rate 0.0095 there; 0.5 gives 0.47 and 0.0077), see the curve in
+    rate 0.68, false-accept rate 0.0089 there; 0.5 gives 0.48 and 0.0077), see the curve in
     pill-fusion.json.
     """
 

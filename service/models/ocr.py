@@ -63,10 +63,16 @@ def relief(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_imprint(engine: Any, rgb: np.ndarray, side_px: int, min_score: float = 0.5) -> ImprintRead:
-    """Read every text line on the crop; confidence is the length-weighted mean line score."""
+def read_imprint(
+    engine: Any, rgb: np.ndarray, side_px: int, min_score: float = 0.5, max_side_px: int = 640
+) -> ImprintRead:
+    """Read every text line on the crop; confidence is the length-weighted mean line score.
+
+    The crop is scaled so its short side is `side_px`, but its long side never exceeds
+    `max_side_px`: the detector's memory and time grow with the pixels of long capsules.
+    """
     h, w = rgb.shape[:2]
-    scale = side_px / max(1, min(h, w))
+    scale = min(side_px / max(1, min(h, w)), max_side_px / max(1, max(h, w)))
     if abs(scale - 1.0) > 0.05:
         rgb = cv2.resize(
             rgb,

@@ -138,10 +138,13 @@ class PillEngine:
         ocr = self.registry.get("ocr")
         settings = self.registry.settings
         with self.registry.timed("ocr"):
-            first = read_imprint(ocr.runtime, crop, settings.ocr_side_px)
+            cap = settings.ocr_max_side_px
+            first = read_imprint(ocr.runtime, crop, settings.ocr_side_px, max_side_px=cap)
             if first.text or not settings.ocr_relief_side_px:
                 return first
-            return read_imprint(ocr.runtime, relief(crop), settings.ocr_relief_side_px)
+            return read_imprint(
+                ocr.runtime, relief(crop), settings.ocr_relief_side_px, max_side_px=cap
+            )
 
     def enrol_image(
         self, rgb: np.ndarray, product_id: str, image_id: str, view: str = "front"
