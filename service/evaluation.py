@@ -75,7 +75,7 @@ async def _run(
             error = None
             try:
                 photo = await service.analyse(data)
-                ranked = await service.rank(conn, photo.pills[0])
+                ranked = await service.rank(conn, photo.pills[0], crops=photo.crops[0])
             except ClientError as exc:
                 error = exc.code
             rows.append({

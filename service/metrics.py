@@ -30,3 +30,9 @@ FINDINGS = Counter(
     "Order or dispense findings (inactive order, patient mismatch, count mismatch)",
     ["finding"],
 )
+MODEL_LATENCY = Histogram(
+    "verity_model_inference_seconds",
+    "Time per model call (embedders of the cascade, head, OCR): its _count and _sum are the cost",
+    ["model"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

@@ -4,6 +4,7 @@ pgvector (shortlist) and the product table. Used by the API, the CLI and the eva
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -100,13 +101,16 @@ class PillService:
         product_id: str,
         views: Sequence[ReferenceView],
     ) -> None:
-        if not views:
-            return
-        await vectors.ensure_index(conn, self.model_version, int(views[0].embedding.shape[0]))
-        await vectors.add_views(
-            conn, image_id, product_id, self.model_version,
-            ((v.view, v.embedding, v.features, v.imprint_read) for v in views),
-        )  # fmt: skip
+        """Each embedder of the cascade stores its views under its own version (and index)."""
+        by_version: dict[str, list[ReferenceView]] = defaultdict(list)
+        for v in views:
+            by_version[v.model_version or self.model_version].append(v)
+        for version, group in by_version.items():
+            await vectors.ensure_index(conn, version, int(group[0].embedding.shape[0]))
+            await vectors.add_views(
+                conn, image_id, product_id, version,
+                ((v.view, v.embedding, v.features, v.imprint_read) for v in group),
+            )  # fmt: skip
 
     async def reembed(self, conn: psycopg.AsyncConnection) -> int:
         """Embed every stored reference image with the current model version."""
@@ -128,21 +132,39 @@ class PillService:
         conn: psycopg.AsyncConnection,
         pill: QueryPill,
         *,
+        crops: Sequence[np.ndarray] = (),
         always_include: Sequence[str] = (),
     ) -> list[Candidate]:
+        """Rank with the first embedder; while unsure, with the next ones of the cascade (each
+        on its own stored vectors). `crops` are the pill's embedder inputs (PhotoResult.crops);
+        without them only the first embedder runs."""
+        ranked = await self._rank_one(conn, pill, always_include)
+        for name in self.engine.registry.settings.embedders[1:] if crops else ():
+            if not self.engine.unsure(ranked):
+                break
+            staged = await anyio.to_thread.run_sync(
+                self.engine.restage, pill, name, list(crops), limiter=self._cpu
+            )
+            ranked = await self._rank_one(conn, staged, always_include)
+            for c in ranked:
+                c.evidence["cascade_model"] = name
+        return ranked
+
+    async def _rank_one(
+        self, conn: psycopg.AsyncConnection, pill: QueryPill, always_include: Sequence[str]
+    ) -> list[Candidate]:
         """Shortlist products by k-NN on each query embedding and by imprint text, then score
-        them exactly."""
+        them exactly (vectors of the pill's own model version only)."""
+        version = pill.model_version or self.model_version
         ids: set[str] = set(always_include)
         for emb in pill.embeddings:
-            ids.update(
-                await vectors.nearest_products(conn, self.model_version, emb, views=SHORTLIST_VIEWS)
-            )
+            ids.update(await vectors.nearest_products(conn, version, emb, views=SHORTLIST_VIEWS))
         if pill.imprint_read:
             # Hybrid search: a legible imprint brings in products the embedding missed.
             ids.update(await library.products_with_imprint_like(conn, pill.imprint_read))
         if not ids:
             return []
-        views = await vectors.views_for_products(conn, self.model_version, sorted(ids))
+        views = await vectors.views_for_products(conn, version, sorted(ids))
         products = await library.get_products(conn, sorted(ids))
         infos = {pid: product_info(p) for pid, p in products.items()}
         return await anyio.to_thread.run_sync(
@@ -172,7 +194,7 @@ class PillService:
         """Every pill in the photo with its ranked candidates."""
         result = await self.analyse(data)
         ranked = [
-            RankedPill(p, await self.rank(conn, p, always_include=always_include))
-            for p in result.pills
+            RankedPill(p, await self.rank(conn, p, crops=c, always_include=always_include))
+            for p, c in zip(result.pills, result.crops, strict=True)
         ]
         return result, ranked

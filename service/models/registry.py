@@ -18,6 +18,7 @@ import numpy as np
 
 from service.config import ModelSettings
 from service.errors import ModelNotLoaded
+from service.metrics import MODEL_LATENCY
 from service.models.cards import BUNDLED_DIR, ModelCard, all_cards
 
 
@@ -137,8 +138,8 @@ class ModelRegistry:
         return f"{base}+{head.version}" if head else base
 
     def timed(self, name: str) -> _Timer:
-        """Context manager that records one call's latency for `name`."""
-        return _Timer(self.get(name).stats)
+        """Context manager that records one call's latency for `name` (here and in /metrics)."""
+        return _Timer(self.get(name).stats, name)
 
     def status(self) -> list[dict[str, object]]:
         """What the health endpoint shows: every configured model, loaded or not."""
@@ -159,12 +160,15 @@ class ModelRegistry:
 
 
 class _Timer:
-    def __init__(self, stats: LatencyStats) -> None:
+    def __init__(self, stats: LatencyStats, name: str) -> None:
         self._stats = stats
+        self._histogram = MODEL_LATENCY.labels(name)
         self._t0 = 0.0
 
     def __enter__(self) -> None:
         self._t0 = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self._stats.add((time.perf_counter() - self._t0) * 1000.0)
+        seconds = time.perf_counter() - self._t0
+        self._stats.add(seconds * 1000.0)
+        self._histogram.observe(seconds)

@@ -193,18 +193,25 @@ class PillEngine:
         for pill, crops in zip(result.pills, result.crops, strict=True):
             ranked = self.identify(pill, references, products)
             for name in self.registry.settings.embedders[1:]:
-                if ranked and ranked[0].score >= self.registry.settings.cascade_margin:
+                if not self.unsure(ranked):
                     break
-                pill = replace(
-                    pill,
-                    embeddings=embed(self.registry, name, crops),
-                    model_version=self.registry.embedding_version(name),
-                )
-                ranked = self.identify(pill, references, products)
+                ranked = self.identify(self.restage(pill, name, crops), references, products)
                 for c in ranked:
                     c.evidence["cascade_model"] = name
             out.append(ranked)
         return out
+
+    def unsure(self, ranked: Sequence[Candidate]) -> bool:
+        """Whether the next embedder of the cascade should look (best score under the margin)."""
+        return not ranked or ranked[0].score < self.registry.settings.cascade_margin
+
+    def restage(self, pill: QueryPill, name: str, crops: list[np.ndarray]) -> QueryPill:
+        """The same pill described by another embedder of the cascade (its own vectors)."""
+        return replace(
+            pill,
+            embeddings=embed(self.registry, name, crops),
+            model_version=self.registry.embedding_version(name),
+        )
 
     def identify(
         self,

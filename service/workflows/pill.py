@@ -150,8 +150,8 @@ async def decide(
         if photo is None:  # no pill in this photo
             continue
         ranked_pills = [
-            RankedPill(p, await pills_service.rank(conn, p, always_include=expected_ids))
-            for p in photo.pills
+            RankedPill(p, await pills_service.rank(conn, p, crops=c, always_include=expected_ids))
+            for p, c in zip(photo.pills, photo.crops, strict=True)
         ]
         wanted = sorted({c.product_id for r in ranked_pills for c in r.candidates[:3]})
         names.update(await library.get_products(conn, [w for w in wanted if w not in names]))

@@ -1,0 +1,90 @@
+"""Embedder cascade through the stored library: each model's vectors under its own version, the
+second model asked only when the first is unsure (real models, real photos, real pgvector)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from service.config import DecisionSettings, LimitSettings, ModelSettings
+from service.models.cards import BUNDLED_DIR
+from service.models.registry import ModelRegistry
+from service.pipeline import PillService
+from service.store import library
+from service.store.library import Product
+from service.verify.catalog import Ingredient
+from service.vision.engine import PillEngine
+from service.vision.fusion_io import load_fusion
+
+PILLS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pills"
+SECOND = "efficientnet-lite0-raw"  # a second card on the same network: no head applies to it
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled models plus a second embedder card (the head is trained for the first)."""
+    out = tmp_path_factory.mktemp("models")
+    for f in BUNDLED_DIR.iterdir():
+        shutil.copy(f, out / f.name)
+    card = json.loads((out / "efficientnet-lite0.card.json").read_text())
+    card["id"] = SECOND
+    card["version"] = card["version"].replace("efficientnet-lite0", SECOND)
+    (out / f"{SECOND}.card.json").write_text(json.dumps(card))
+    return out
+
+
+def _service(model_dir: Path, margin: float) -> PillService:
+    models = ModelSettings(dir=model_dir, cascade=[SECOND], cascade_margin=margin, ocr=False)
+    registry = ModelRegistry(models).load()
+    engine = PillEngine(registry, LimitSettings(), DecisionSettings(), load_fusion(model_dir))
+    return PillService(engine)
+
+
+async def _enrol_two(conn, service: PillService) -> None:  # type: ignore[no-untyped-def]
+    for pid, name in (("ndc_00093-3147-01", "CEPHALEXIN"), ("ndc_60505-1308-01", "CIPRO")):
+        await library.upsert_product(
+            conn, Product(id=pid, name=name, ingredients=[Ingredient(name, "1 mg")])
+        )
+        await service.enrol(conn, pid, (PILLS / pid / "photo_1.jpg").read_bytes())
+
+
+async def test_each_embedder_stores_and_searches_its_own_vectors(conn, model_dir) -> None:  # type: ignore[no-untyped-def]
+    service = _service(
+        model_dir, margin=1.0
+    )  # a score is always < 1: the second model always looks
+    await _enrol_two(conn, service)
+    cur = await conn.execute(
+        "SELECT model_version, vector_dims(embedding), count(*) FROM reference_embedding"
+        " GROUP BY 1, 2 ORDER BY 1"
+    )
+    rows = {version: (dims, n) for version, dims, n in await cur.fetchall()}
+    second = service.engine.registry.embedding_version(SECOND)
+    assert rows[service.model_version][0] == 128  # first model + its trained head
+    assert rows[second][0] == 1280  # the second model's own, raw vectors
+    assert rows[service.model_version][1] == rows[second][1]  # the same views of each image
+
+    photo = (PILLS / "ndc_00093-3147-01" / "photo_2.jpg").read_bytes()
+    calls = service.engine.registry.latency()[SECOND]["calls"]
+    _, ranked = await service.identify(conn, photo)
+    best = ranked[0].candidates[0]
+    assert best.product_id == "ndc_00093-3147-01"
+    assert best.evidence["cascade_model"] == SECOND
+    assert service.engine.registry.latency()[SECOND]["calls"] == calls + 1
+    # the cost per model is in /metrics too
+    count = REGISTRY.get_sample_value("verity_model_inference_seconds_count", {"model": SECOND})
+    assert count is not None and count >= 1
+
+
+async def test_second_embedder_is_not_asked_when_the_first_is_sure(conn, model_dir) -> None:  # type: ignore[no-untyped-def]
+    service = _service(model_dir, margin=0.0)  # always sure
+    await _enrol_two(conn, service)
+    photo = (PILLS / "ndc_00093-3147-01" / "photo_2.jpg").read_bytes()
+    calls = service.engine.registry.latency()[SECOND]["calls"]
+    _, ranked = await service.identify(conn, photo)
+    assert ranked[0].candidates[0].product_id == "ndc_00093-3147-01"
+    assert "cascade_model" not in ranked[0].candidates[0].evidence
+    assert service.engine.registry.latency()[SECOND]["calls"] == calls
