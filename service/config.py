@@ -146,6 +146,22 @@ class DecisionSettings(BaseModel):
         return self
 
 
+class SearchSettings(BaseModel):
+    """pgvector search over the reference views (one HNSW cosine index per model version)."""
+
+    hnsw_m: int = Field(16, ge=4, le=100, description="HNSW graph degree (new indexes only)")
+    hnsw_ef_construction: int = Field(
+        64, ge=8, le=1000, description="HNSW build candidate list (new indexes only)"
+    )
+    shortlist_views: int = Field(
+        500,
+        ge=10,
+        le=1000,
+        description="nearest reference views per query embedding; their distinct products are"
+        " ranked exactly (hnsw.ef_search is set to this, so the graph returns all of them)",
+    )
+
+
 class OutboxSettings(BaseModel):
     relay_enabled: bool = True
     poll_interval_s: float = Field(1.0, gt=0)
@@ -175,6 +191,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     limits: LimitSettings = LimitSettings()
     decision: DecisionSettings = DecisionSettings()
+    search: SearchSettings = SearchSettings()
     outbox: OutboxSettings = OutboxSettings()
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ def build_service(settings: Settings) -> PillService:
     engine = PillEngine(
         registry, settings.limits, settings.decision, load_fusion(settings.models.dir)
     )
-    return PillService(engine)
+    return PillService(engine, search=settings.search)
 
 
 async def evaluate_pills(

@@ -13,16 +13,12 @@ import anyio
 import numpy as np
 import psycopg
 
+from service.config import SearchSettings
 from service.store import library, vectors
 from service.store.library import Product
 from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView
 from service.vision.decode import decode_image
 from service.vision.engine import PhotoResult, PillEngine
-
-# Nearest reference views per query embedding before exact re-ranking. Each reference image
-# gives ~10 views, so this shortlists the ~50 most similar products: enough that the
-# open-set probability sees every plausible competitor (products far away add ~0).
-SHORTLIST_VIEWS = 500
 
 
 def product_info(p: Product) -> ProductInfo:
@@ -47,8 +43,14 @@ class RankedPill:
 class PillService:
     """Long-lived (one per process): holds the engine and bounds concurrent CPU work."""
 
-    def __init__(self, engine: PillEngine, max_parallel: int = 1) -> None:
+    def __init__(
+        self, engine: PillEngine, max_parallel: int = 1, search: SearchSettings | None = None
+    ) -> None:
         self.engine = engine
+        # Shortlist: each reference image gives ~16 views, so 500 views are the ~30-50 most
+        # similar products: enough that the open-set probability sees every plausible
+        # competitor (products far away add ~0).
+        self.search = search or SearchSettings()
         # ONNX Runtime already uses the configured intra-op threads per call.
         self._cpu = anyio.CapacityLimiter(max_parallel)
 
@@ -106,7 +108,10 @@ class PillService:
         for v in views:
             by_version[v.model_version or self.model_version].append(v)
         for version, group in by_version.items():
-            await vectors.ensure_index(conn, version, int(group[0].embedding.shape[0]))
+            await vectors.ensure_index(
+                conn, version, int(group[0].embedding.shape[0]),
+                m=self.search.hnsw_m, ef=self.search.hnsw_ef_construction,
+            )  # fmt: skip
             await vectors.add_views(
                 conn, image_id, product_id, version,
                 ((v.view, v.embedding, v.features, v.imprint_read) for v in group),
@@ -158,7 +163,11 @@ class PillService:
         version = pill.model_version or self.model_version
         ids: set[str] = set(always_include)
         for emb in pill.embeddings:
-            ids.update(await vectors.nearest_products(conn, version, emb, views=SHORTLIST_VIEWS))
+            ids.update(
+                await vectors.nearest_products(
+                    conn, version, emb, views=self.search.shortlist_views
+                )
+            )
         if pill.imprint_read:
             # Hybrid search: a legible imprint brings in products the embedding missed.
             ids.update(await library.products_with_imprint_like(conn, pill.imprint_read))

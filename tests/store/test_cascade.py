@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from service.config import DecisionSettings, LimitSettings, ModelSettings
+from service.config import DecisionSettings, LimitSettings, ModelSettings, SearchSettings
 from service.models.cards import BUNDLED_DIR
 from service.models.registry import ModelRegistry
 from service.pipeline import PillService
@@ -30,18 +30,21 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models")
     for f in BUNDLED_DIR.iterdir():
         shutil.copy(f, out / f.name)
-    card = json.loads((out / "efficientnet-lite0.card.json").read_text())
+    first = out / "efficientnet-lite0.card.json"
+    card = json.loads(first.read_text())
+    card["version"] += "-cascade-test"  # its own model version: indexes no other test made
+    first.write_text(json.dumps(card))
     card["id"] = SECOND
     card["version"] = card["version"].replace("efficientnet-lite0", SECOND)
     (out / f"{SECOND}.card.json").write_text(json.dumps(card))
     return out
 
 
-def _service(model_dir: Path, margin: float) -> PillService:
+def _service(model_dir: Path, margin: float, search: SearchSettings | None = None) -> PillService:
     models = ModelSettings(dir=model_dir, cascade=[SECOND], cascade_margin=margin, ocr=False)
     registry = ModelRegistry(models).load()
     engine = PillEngine(registry, LimitSettings(), DecisionSettings(), load_fusion(model_dir))
-    return PillService(engine)
+    return PillService(engine, search=search)
 
 
 async def _enrol_two(conn, service: PillService) -> None:  # type: ignore[no-untyped-def]
@@ -88,3 +91,17 @@ async def test_second_embedder_is_not_asked_when_the_first_is_sure(conn, model_d
     assert ranked[0].candidates[0].product_id == "ndc_00093-3147-01"
     assert "cascade_model" not in ranked[0].candidates[0].evidence
     assert service.engine.registry.latency()[SECOND]["calls"] == calls
+
+
+async def test_configured_hnsw_settings_build_the_indexes(conn, model_dir) -> None:  # type: ignore[no-untyped-def]
+    search = SearchSettings(hnsw_m=8, hnsw_ef_construction=32)
+    service = _service(model_dir, margin=1.0, search=search)
+    await _enrol_two(conn, service)
+    cur = await conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'reference_embedding_hnsw_%%'"
+        " AND indexdef LIKE %s",
+        ("%-cascade-test%",),  # this module's model versions only (other tests commit theirs)
+    )
+    defs = [r[0] for r in await cur.fetchall()]
+    assert len(defs) == 2  # one per embedder of the cascade
+    assert all("m='8'" in d and "ef_construction='32'" in d for d in defs), defs
