@@ -180,3 +180,22 @@ async def test_reembed_restores_every_view_under_the_current_model(api):
         after = await vectors.views_for_products(conn, pills.model_version, [pid])
     assert len(after) == len(before) == views
     assert {v.view for v in after} == {v.view for v in before}
+
+
+@pytest.mark.slow
+async def test_heic_photo_from_a_phone_is_identified(api):
+    """The same reference, uploaded as a phone's HEIC photo, identifies the same product."""
+    import pillow_heif
+
+    pid = await _new_product(api)
+    data = pill_image(*REF)
+    resp = await api.post(
+        f"/v1/library/products/{pid}/images", files={"image": ("ref.jpg", data, "image/jpeg")}
+    )
+    assert resp.status_code == 201, resp.text
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(Image.open(io.BytesIO(data)).convert("RGB")).save(buf, quality=90)
+    photo = ("IMG_0001.HEIC", buf.getvalue(), "image/heic")
+    ident = await api.post("/v1/identify", files={"photo": photo})
+    assert ident.status_code == 200, ident.text
+    assert ident.json()["pills"][0]["candidates"][0]["product_id"] == pid
