@@ -188,7 +188,8 @@ async def test_heic_photo_from_a_phone_is_identified(api):
     import pillow_heif
 
     pid = await _new_product(api)
-    data = pill_image(*REF)
+    # an image no other test enrols (the session library keeps their products)
+    data = pill_image("ndc_00093-3147-01", "photo_3.jpg")
     resp = await api.post(
         f"/v1/library/products/{pid}/images", files={"image": ("ref.jpg", data, "image/jpeg")}
     )
