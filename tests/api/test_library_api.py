@@ -72,9 +72,12 @@ async def test_enrol_then_identify_the_same_pill(api):
     assert again.json()["added"] is False and again.json()["image_id"] == body["image_id"]
     ident = await api.post("/v1/identify", files={"photo": ("q.jpg", data, "image/jpeg")})
     assert ident.status_code == 200, ident.text
-    top = ident.json()["pills"][0]["candidates"][0]
-    assert top["product_id"] == pid
-    assert set(top["evidence"]) >= {"emb_sim"}
+    candidates = ident.json()["pills"][0]["candidates"]
+    best = candidates[0]["evidence"]["emb_sim"]
+    # other tests' products in the session library may hold this very image: a tie at the top
+    tied = {c["product_id"] for c in candidates if c["evidence"]["emb_sim"] >= best - 1e-4}
+    assert pid in tied and best > 0.99
+    assert set(candidates[0]["evidence"]) >= {"emb_sim", "imprint", "logit"}
 
 
 @pytest.mark.slow
