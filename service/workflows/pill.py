@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,7 +34,7 @@ from service.verify.results import (
     Verdict,
 )
 from service.vision.engine import PhotoResult
-from service.writeback.resources import OutboxWrite
+from service.writeback.resources import OutboxWrite, WritebackConfig, transaction_bundle
 
 ORDER_TYPE = "MedicationRequest"
 _SEVERITY = [Verdict.MATCH, Verdict.NOT_IN_LIBRARY, Verdict.UNCERTAIN, Verdict.MISMATCH]
@@ -110,6 +111,29 @@ def overall(pills: list[PillResult]) -> Verdict:
     if not pills:
         return Verdict.NO_PILL_FOUND
     return max((p.verdict for p in pills), key=_SEVERITY.index)
+
+
+Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
+
+
+async def verify_pill(
+    pills_service: PillService,
+    settings: Settings,
+    req: PillRequest,
+    source: OrderSource,
+    connect: Connect,
+    *,
+    deliver: bool,
+) -> tuple[PillVerification, Recorded]:
+    """One whole verification (API, CLI and demo): the models and the order read run without a
+    database connection; deciding and recording (audit + outbox, one transaction) share one."""
+    analysed = await analyse_photos(pills_service, req.photos)
+    order_json, order = await load_order(source, req.order_ref)
+    text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
+    async with connect() as conn:
+        v = await decide(conn, pills_service, settings, req, order, text, analysed)
+        write = transaction_bundle(v, WritebackConfig.from_settings(settings))
+        return v, await record(conn, v, req, write, deliver=deliver)
 
 
 async def analyse_photos(

@@ -25,6 +25,7 @@ from service.writeback.relay import (
     retry_row,
     run_relay,
 )
+from tests.writeback import sample
 
 SYSTEM = "urn:verity:test:outbox"
 FAST = OutboxSettings(
@@ -61,22 +62,7 @@ async def make_client(fhir_server, base_url: str | None = None, **kw: Any) -> Fh
 
 
 async def enqueue_issues(pool, patient: str, n: int) -> list[str]:
-    values = [str(uuid.uuid4()) for _ in range(n)]
-    async with pool.connection() as conn, conn.transaction():
-        for v in values:
-            issue = {
-                "resourceType": "DetectedIssue",
-                "status": "preliminary",
-                "patient": {"reference": patient},
-                "detail": "AI-assisted check; a pharmacist must confirm.",
-            }
-            prov = {
-                "resourceType": "Provenance",
-                "recorded": "2026-01-01T00:00:00Z",
-                "agent": [{"who": {"display": "Verity AI"}}],
-            }
-            assert await queue_write(conn, issue, prov, SYSTEM, v) is not None
-    return values
+    return await sample.enqueue_issues(pool, patient, n, SYSTEM)
 
 
 def server_issues(fhir_server, patient: str) -> list[dict[str, Any]]:

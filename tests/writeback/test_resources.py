@@ -157,17 +157,20 @@ IDS = [s[0] for s in SCENARIOS]
 
 # Element names of FHIR R4 4.0.1 (hl7.org/fhir/R4) for what Verity emits: guards against
 # anything R4B/R5-only slipping onto the wire.
+DOMAIN_RESOURCE = {
+    "resourceType",
+    "id",
+    "meta",
+    "implicitRules",
+    "language",
+    "text",
+    "contained",
+    "extension",
+    "modifierExtension",
+}
 R4_ELEMENTS = {
-    "DetectedIssue": {
-        "resourceType",
-        "id",
-        "meta",
-        "implicitRules",
-        "language",
-        "text",
-        "contained",
-        "extension",
-        "modifierExtension",
+    "DetectedIssue": DOMAIN_RESOURCE
+    | {
         "identifier",
         "status",
         "code",
@@ -182,16 +185,8 @@ R4_ELEMENTS = {
         "reference",
         "mitigation",
     },
-    "Provenance": {
-        "resourceType",
-        "id",
-        "meta",
-        "implicitRules",
-        "language",
-        "text",
-        "contained",
-        "extension",
-        "modifierExtension",
+    "Provenance": DOMAIN_RESOURCE
+    | {
         "target",
         "occurredPeriod",
         "occurredDateTime",
@@ -204,16 +199,8 @@ R4_ELEMENTS = {
         "entity",
         "signature",
     },
-    "Device": {
-        "resourceType",
-        "id",
-        "meta",
-        "implicitRules",
-        "language",
-        "text",
-        "contained",
-        "extension",
-        "modifierExtension",
+    "Device": DOMAIN_RESOURCE
+    | {
         "identifier",
         "definition",
         "udiCarrier",
