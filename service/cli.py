@@ -50,15 +50,15 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _db_status(args: argparse.Namespace, settings: Settings) -> int:
-    import psycopg
-
     from service.store.database import Database
     from service.store.migrate import MigrationState, status
+    from service.store.pool import connect
 
     async def run() -> list[MigrationState]:
         db = Database(settings)
         try:
-            async with await psycopg.AsyncConnection.connect(await db.resolve_url()) as conn:
+            url = await db.resolve_url()
+            async with await connect(url, settings.db, vector_types=False) as conn:
                 return await status(conn)
         finally:
             await db.stop()

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pgvector.psycopg import register_vector_async
 
 from service.config import Settings
 from service.dataset import read_dataset
 from service.store import library
 from service.store.database import Database
+from service.store.pool import connect
 
 
 async def _with_library(settings: Settings, work: Any) -> Any:
@@ -26,8 +26,7 @@ async def _with_library(settings: Settings, work: Any) -> Any:
     db = Database(settings)
     try:
         await db.start()
-        async with await psycopg.AsyncConnection.connect(db.url or "", autocommit=True) as conn:
-            await register_vector_async(conn)
+        async with await connect(db.url or "", settings.db) as conn:
             return await work(conn, pills)
     finally:
         await db.stop()

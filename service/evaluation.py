@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pgvector.psycopg import register_vector_async
 
 from service.config import Settings
 from service.dataset import read_dataset
@@ -20,6 +19,7 @@ from service.models.registry import ModelRegistry
 from service.pipeline import PillService
 from service.store import library, migrate
 from service.store.embedded import EmbeddedPostgres
+from service.store.pool import connect
 from service.verify.records import Candidate, ProductInfo
 from service.vision.engine import PillEngine
 from service.vision.fusion_io import load_fusion
@@ -46,8 +46,7 @@ async def evaluate_pills(
         url = await asyncio.to_thread(pg.start)
         try:
             await migrate.upgrade(url)
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await register_vector_async(conn)
+            async with await connect(url, settings.db) as conn:
                 result = await _run(conn, service, dataset, details)
         finally:
             await asyncio.to_thread(pg.stop)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psycopg
 
+from service.store.pool import connect
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 # Arbitrary constant shared by every Verity process: "verity" in ASCII.
 ADVISORY_LOCK_ID = 0x766572697479
@@ -67,7 +69,8 @@ async def upgrade(url: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]
     """Apply every pending migration; returns those this call applied."""
     migrations = discover(directory)
     applied_now: list[Migration] = []
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    # No statement timeout: a migration, or waiting for another upgrader's lock, may take long.
+    async with await connect(url, vector_types=False, statement_timeout_ms=0) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_ID,))
         try:
             await conn.execute(_CREATE_TABLE)

@@ -1,8 +1,10 @@
-"""The async connection pool, opened in the app lifespan, with pgvector types registered."""
+"""The async connection pool, opened in the app lifespan, with pgvector types registered, and
+`connect` for the few places that need one connection outside it, configured the same way."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
@@ -24,6 +26,21 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
         await conn.rollback()
 
 
+def _connect_kwargs(
+    settings: DbSettings, statement_timeout_ms: int | None = None
+) -> dict[str, Any]:
+    """Connection parameters shared by the pool and `connect`; 0 ms = no statement timeout."""
+    timeout_ms = (
+        settings.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+    )
+    return {
+        "connect_timeout": settings.connect_timeout_s,
+        "options": f"-c statement_timeout={timeout_ms}",
+        "application_name": "verity",
+        "autocommit": True,  # explicit conn.transaction() blocks where atomicity matters
+    }
+
+
 def create_pool(url: str, settings: DbSettings) -> AsyncConnectionPool:
     """A closed pool with every limit explicit; the caller opens it in the lifespan."""
     return AsyncConnectionPool(
@@ -36,11 +53,29 @@ def create_pool(url: str, settings: DbSettings) -> AsyncConnectionPool:
         reconnect_timeout=60.0,
         open=False,
         configure=_configure,
-        kwargs={
-            "connect_timeout": settings.connect_timeout_s,
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
-            "application_name": "verity",
-            "autocommit": True,  # explicit conn.transaction() blocks where atomicity matters
-        },
+        kwargs=_connect_kwargs(settings),
         name="verity",
     )
+
+
+async def connect(
+    url: str,
+    settings: DbSettings | None = None,
+    *,
+    vector_types: bool = True,
+    statement_timeout_ms: int | None = None,
+) -> psycopg.AsyncConnection:
+    """One connection configured as the pool's are, for commands and jobs that run outside it.
+
+    `vector_types=False` skips the pgvector registration (before migrations created the type);
+    `statement_timeout_ms` overrides the setting (0 = none, for migrations and their lock)."""
+    conn = await psycopg.AsyncConnection.connect(
+        url, **_connect_kwargs(settings or DbSettings(), statement_timeout_ms)
+    )
+    if vector_types:
+        try:
+            await _configure(conn)
+        except BaseException:
+            await conn.close()
+            raise
+    return conn
