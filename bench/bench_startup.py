@@ -24,6 +24,7 @@ def _free_port() -> int:
 def start_to_ready(data_dir: str, timeout_s: float = 120.0) -> float:
     port = _free_port()
     env = {**os.environ, "VERITY_DATA_DIR": data_dir, "VERITY_LOG_LEVEL": "WARNING"}
+    env["VERITY_AUTH__ENABLED"] = "false"  # no issuer here: readiness would wait on auth
     env.pop("DATABASE_URL", None)
     t0 = time.perf_counter()
     proc = subprocess.Popen(

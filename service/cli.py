@@ -100,10 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
     demo.set_defaults(handler=_demo)
 
-    from service import cli_library, cli_verify
+    from service import cli_auth, cli_library, cli_verify
 
     cli_library.add_commands(sub)
     cli_verify.add_commands(sub)
+    cli_auth.add_commands(sub)
     return parser
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -53,6 +53,19 @@ class AuthSettings(BaseModel):
     jwks_cache_s: int = Field(3600, ge=10)
     jwks_min_refresh_s: int = Field(30, ge=1)
     http_timeout_s: float = Field(5.0, gt=0)
+    ready_cache_s: float = Field(
+        10.0, ge=0, description="/health/ready reuses an issuer probe this long (0: every call)"
+    )
+    ready_timeout_s: float = Field(
+        2.0, gt=0, le=30, description="/health/ready: bound on one issuer probe (metadata + JWKS)"
+    )
+    # Set only by Settings (environment=development, auth on, no issuer): never from the env.
+    _development_key_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def development_key_dir(self) -> Path | None:
+        """Where the development issuer's key lives, or None when it must not be trusted."""
+        return self._development_key_dir
 
 
 class FhirSettings(BaseModel):
@@ -204,6 +217,16 @@ class Settings(BaseSettings):
                 f"refusing to serve on non-loopback address {self.server.host!r} with auth "
                 "disabled; enable VERITY_AUTH__ENABLED or bind to 127.0.0.1"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _development_issuer(self) -> Settings:
+        """Trust the local development issuer only in development, auth on, no issuer set."""
+        auth = self.auth.model_copy()  # a caller's AuthSettings may be shared between Settings
+        dev = self.environment == "development" and auth.enabled
+        unset = not (auth.issuer or auth.jwks_url)
+        auth._development_key_dir = self.data_dir if dev and unset else None
+        self.auth = auth
         return self
 
     def _secrets(self) -> list[tuple[str, str]]:

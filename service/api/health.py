@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.auth.tokens import TokenValidator
 from service.errors import catalog
 
 router = APIRouter(tags=["operations"])
@@ -20,7 +21,7 @@ async def live() -> dict[str, str]:
 
 @router.get(
     "/health/ready",
-    summary="Database reachable, migrations current, models loaded",
+    summary="Database reachable, migrations current, models loaded, tokens can be checked",
     responses={503: {"description": "Some part is not ready; the body says which"}},
 )
 async def ready(request: Request) -> JSONResponse:
@@ -38,12 +39,21 @@ async def ready(request: Request) -> JSONResponse:
             "changed_since_applied": db.changed_migrations,
         },
         "models": {"ready": all(m["loaded"] for m in models), "models": models},
+        "auth": await _auth(state),
     }
     ok = all(c["ready"] for c in checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks},
         status_code=200 if ok else 503,
     )
+
+
+async def _auth(state: Any) -> dict[str, Any]:
+    """Whether bearer tokens can be checked: every /v1 call depends on it."""
+    validator: TokenValidator | None = getattr(state, "token_validator", None)
+    if validator is None:
+        return {"ready": False, "error": "no token validator"}
+    return await validator.readiness()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

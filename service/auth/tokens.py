@@ -4,6 +4,12 @@ One TokenValidator per app (created from AuthSettings in the lifespan). Keys com
 issuer's JWKS (configured `jwks_url`, else discovery), are cached, and are refetched on an
 unknown `kid` at most once per `jwks_min_refresh_s`. Only asymmetric algorithms from the
 configured list are accepted: `none` and HMAC are refused before any key is touched.
+
+In development with no issuer configured it trusts the local development issuer instead
+(service/auth/dev_issuer.py): same checks, keys from the data folder, nothing fetched.
+`readiness()` tells /health/ready whether tokens can be checked at all: the issuer's
+metadata and JWKS are reachable (probe bounded and cached briefly), auth is deliberately
+off, or the development issuer is in use.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from service.auth.dev_issuer import DevIssuer, development_issuer
 from service.auth.scopes import scope_allows
 from service.config import AuthSettings, ConfigError
 from service.errors import AuthNotConfigured, Unauthenticated
@@ -74,24 +81,70 @@ class TokenValidator:
         self._fetched_at = -1e9
         self._lock = asyncio.Lock()
         self.jwks_fetches = 0
+        self.dev: DevIssuer | None = None
+        self.issuer, self.audience = settings.issuer, settings.audience
+        if settings.enabled and settings.development_key_dir is not None:
+            self.dev = development_issuer(settings)
+            self.issuer, self.audience = self.dev.issuer, self.dev.audience
+            self._keys = self.dev.public_keys()
+            log.warning("development issuer trusted: tokens from `verity auth dev-token`")
+        self._probe_lock = asyncio.Lock()
+        self._probe: tuple[float, dict[str, Any]] | None = None
+        self.issuer_probes = 0
 
     @property
     def configured(self) -> bool:
-        return bool(self.settings.issuer and self.settings.audience)
+        return bool(self.issuer and self.audience)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def readiness(self) -> dict[str, Any]:
+        """The auth part of /health/ready; an issuer probe is reused for `ready_cache_s`."""
+        if not self.enabled:
+            return {"ready": True, "mode": "disabled"}
+        if self.dev is not None:
+            return {"ready": True, "mode": "development", "issuer": self.issuer}
+        if not self.configured:
+            return {
+                "ready": False,
+                "mode": "not_configured",
+                "error": "set VERITY_AUTH__ISSUER and VERITY_AUTH__AUDIENCE",
+            }
+        async with self._probe_lock:  # concurrent probes wait for one request, not N
+            now = time.monotonic()
+            if self._probe is None or now - self._probe[0] >= self.settings.ready_cache_s:
+                self._probe = (now, await self._probe_issuer())
+            return self._probe[1]
+
+    async def _probe_issuer(self) -> dict[str, Any]:
+        """Fetch the issuer's metadata (unless jwks_url is set) and JWKS within the bound."""
+        self.issuer_probes += 1
+        result: dict[str, Any] = {"ready": False, "mode": "issuer", "issuer": self.issuer}
+        try:
+            async with asyncio.timeout(self.settings.ready_timeout_s):
+                resp = await self._http.get(await self._jwks_url())
+                resp.raise_for_status()
+                keys = KeySet.import_key_set(resp.json())
+        except TimeoutError:
+            return {**result, "error": f"no answer within {self.settings.ready_timeout_s} s"}
+        except (httpx.HTTPError, ValueError, JoseError) as exc:
+            log.warning("issuer probe failed: %s", type(exc).__name__)
+            return {**result, "error": f"issuer unreachable or invalid: {type(exc).__name__}"}
+        if not keys.keys:
+            return {**result, "error": "issuer JWKS has no keys"}
+        return {**result, "ready": True}
+
     async def _jwks_url(self) -> str:
         if self.settings.jwks_url:
             return self.settings.jwks_url
-        issuer = str(self.settings.issuer).rstrip("/")
+        issuer = str(self.issuer).rstrip("/")
         resp = await self._http.get(f"{issuer}/.well-known/openid-configuration")
         if resp.status_code != 200:
             resp = await self._http.get(f"{issuer}/.well-known/oauth-authorization-server")
         resp.raise_for_status()
         doc = resp.json()
-        if doc.get("issuer") != self.settings.issuer or not doc.get("jwks_uri"):
+        if doc.get("issuer") != self.issuer or not doc.get("jwks_uri"):
             raise ValueError("issuer discovery document does not match the configured issuer")
         return str(doc["jwks_uri"])
 
@@ -100,7 +153,8 @@ class TokenValidator:
         async with self._lock:
             age = time.monotonic() - self._fetched_at
             stale = self._keys is None or age > self.settings.jwks_cache_s
-            if not stale and not (force and age >= self.settings.jwks_min_refresh_s):
+            fixed = self.dev is not None  # the development keys are never fetched
+            if fixed or (not stale and not (force and age >= self.settings.jwks_min_refresh_s)):
                 return self._keys
             self._fetched_at = time.monotonic()  # rate-limit failures as well as successes
             try:
@@ -146,8 +200,8 @@ class TokenValidator:
             decoded = jwt.decode(token, key, algorithms=[alg])
             registry = jwt.JWTClaimsRegistry(
                 leeway=self.settings.leeway_s,
-                iss={"essential": True, "value": str(self.settings.issuer)},
-                aud={"essential": True, "value": str(self.settings.audience)},
+                iss={"essential": True, "value": str(self.issuer)},
+                aud={"essential": True, "value": str(self.audience)},
                 exp={"essential": True},
             )
             registry.validate(decoded.claims)
