@@ -8,9 +8,12 @@ import re
 import subprocess
 import sys
 
+import httpx
 import psycopg
 import pytest
 
+from service.config import Settings
+from service.demo import PATIENT, run_demo
 from service.demo_library import DEMO_PILLS, demo_order, phone_photo, reference_images
 from service.store import migrate
 from service.store.embedded import EmbeddedPostgres
@@ -52,7 +55,10 @@ def _users_database(data_dir):
 def _cases(out):
     """The text of each numbered case of the demo's output, by number."""
     parts = re.split(r"^\[(\d)\] ", out, flags=re.M)
-    return {int(n): text.split("\nAudit trail")[0] for n, text in zip(parts[1::2], parts[2::2])}
+    return {
+        int(n): text.split("\nAudit trail")[0]
+        for n, text in zip(parts[1::2], parts[2::2], strict=True)
+    }
 
 
 def _verdict(case):
@@ -121,6 +127,22 @@ def test_demo_on_an_explicit_database_removes_its_products_and_shows_fhir(pg_dir
     issue = json.loads(case3[start:end])
     assert issue["resourceType"] == "DetectedIssue" and issue["severity"] == "high"
     assert issue["implicated"][0]["reference"] == "MedicationRequest/demo-order-3"
+
+
+async def test_demo_delivers_to_a_real_fhir_server_before_its_database_is_dropped(
+    fhir_server, pg_dir, capsys
+):
+    settings = Settings(data_dir=pg_dir, fhir=fhir_server.settings_for("verity-rs384"))
+    assert await run_demo(settings) == 0
+    out = capsys.readouterr().out
+    assert f"All findings delivered to {fhir_server.base_url}" in out
+    assert "queued for" in _cases(out)[3] and "nothing written" in _cases(out)[1]
+    r = httpx.get(f"{fhir_server.base_url}/DetectedIssue", params={"patient": PATIENT},
+                  headers=fhir_server.admin_headers(), timeout=10)  # fmt: skip
+    r.raise_for_status()
+    implicated = {e["resource"]["implicated"][0]["reference"] for e in r.json()["entry"]}
+    assert implicated == {"MedicationRequest/demo-order-3", "MedicationRequest/demo-order-4"}
+    assert _users_database(pg_dir) is None
 
 
 def _dataset(folder, pill):
