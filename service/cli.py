@@ -74,7 +74,7 @@ def _db_status(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from service.demo import run_demo
 
-    return asyncio.run(run_demo(settings))
+    return asyncio.run(run_demo(settings, database_url=args.database_url, show_fhir=args.show_fhir))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="list migrations and whether each is applied (exit 1 if any pending)"
     ).set_defaults(handler=_db_status)
 
-    demo = sub.add_parser("demo", help="run the main job on the embedded defaults")
+    demo = sub.add_parser(
+        "demo",
+        help="check four sample dispenses on a throwaway database (your library is not used)",
+    )
+    demo.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="run in this PostgreSQL database instead of a throwaway one (DATABASE_URL is not "
+        "used): its audit table keeps the demo's checks; the demo products are removed at the end",
+    )
+    demo.add_argument(
+        "--show-fhir",
+        action="store_true",
+        help="also print the DetectedIssue and Provenance JSON that would be written to the EHR",
+    )
     demo.set_defaults(handler=_demo)
 
     from service import cli_auth, cli_library, cli_verify

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from service.evaluate_pills import score_rows
 from service.models.registry import ModelRegistry
 from service.pipeline import PillService
 from service.store import library, migrate
-from service.store.embedded import EmbeddedPostgres
+from service.store.embedded import throwaway_database
 from service.store.pool import connect
 from service.verify.records import Candidate, ProductInfo
 from service.vision.engine import PillEngine
@@ -41,15 +40,10 @@ async def evaluate_pills(
     t_start = time.perf_counter()
     dataset = read_dataset(dataset_dir)
     service = await asyncio.to_thread(build_service, settings)
-    with tempfile.TemporaryDirectory(prefix="verity-eval-") as tmp:
-        pg = EmbeddedPostgres(Path(tmp))
-        url = await asyncio.to_thread(pg.start)
-        try:
-            await migrate.upgrade(url)
-            async with await connect(url, settings.db) as conn:
-                result = await _run(conn, service, dataset, details)
-        finally:
-            await asyncio.to_thread(pg.stop)
+    async with throwaway_database("verity-eval-") as url:
+        await migrate.upgrade(url)
+        async with await connect(url, settings.db) as conn:
+            result = await _run(conn, service, dataset, details)
     result["total_s"] = round(time.perf_counter() - t_start, 1)
     result["model_version"] = service.model_version
     return result

@@ -3,12 +3,15 @@ DATABASE_URL is configured. It listens only on a Unix socket inside the data dir
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +107,16 @@ class EmbeddedPostgres:
             with data_dir_lock(self.lock_path, self.lock_timeout_s):
                 self._server.cleanup()
             self._server = None
+
+
+@asynccontextmanager
+async def throwaway_database(prefix: str = "verity-tmp-") -> AsyncIterator[str]:
+    """An empty database on a new embedded server in a temporary folder, deleted on exit: for
+    work that must never touch the user's library or audit trail (evaluate, demo)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        pg = EmbeddedPostgres(Path(tmp))
+        url = await asyncio.to_thread(pg.start)
+        try:
+            yield url
+        finally:
+            await asyncio.to_thread(pg.stop)
