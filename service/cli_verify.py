@@ -269,5 +269,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         handler=outbox_show
     )
     retry = ob_sub.add_parser("retry", help="requeue a dead-lettered row now")
-    retry.add_argument("id", type=int, help="the outbox row id (from verity outbox status)")
+    retry.add_argument(
+        "id", type=int, metavar="ID", help="the outbox row id (from verity outbox status)"
+    )
     retry.set_defaults(handler=outbox_retry)
