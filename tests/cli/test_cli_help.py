@@ -40,7 +40,7 @@ def test_every_command_and_option_has_one_line_help():
             label = f"{path} {'/'.join(action.option_strings) or action.dest}"
             if not action.help or action.help == argparse.SUPPRESS or "\n" in action.help:
                 missing.append(label)
-            if isinstance(action, argparse._AppendAction) and "repeat" not in action.help:
+            if isinstance(action, argparse._AppendAction) and "repeat" not in (action.help or ""):
                 missing.append(f"{label} (repeatable: say so)")
     assert missing == []
 
