@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from service.config import ConfigError, Settings, load_settings
-from service.errors import VerityError
+from service.errors import DatabaseUnavailable, InternalError, VerityError
 from service.logs import configure_logging
 
+log = logging.getLogger(__name__)
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -123,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every expected failure is one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -137,10 +143,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"verity: {exc}", file=sys.stderr)
         return 2
     except VerityError as exc:
-        print(f"verity: {exc.code} {exc.title}: {exc.detail}", file=sys.stderr)
-        return 1
+        return _fail(exc)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        return _fail(DatabaseUnavailable(f"cannot reach the database: {_first_line(exc)}"))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A bug, not an expected failure: one line here, the traceback only at DEBUG level.
+        log.debug("unexpected error", exc_info=True)
+        hint = "set VERITY_LOG_LEVEL=DEBUG for the traceback"
+        return _fail(InternalError(f"{type(exc).__name__}: {_first_line(exc)} ({hint})"))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _fail(exc: VerityError) -> int:
+    detail = " ".join(str(exc.detail).split())  # one line, even for multi-line driver errors
+    print(f"verity: {exc.code} {exc.title}: {detail}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import psycopg
 
 from service.config import Settings
 from service.dataset import read_dataset
+from service.errors import FileUnreadable, VerityError
 from service.store import library
 from service.store.database import Database
 from service.store.pool import connect
@@ -33,6 +34,7 @@ async def _with_library(settings: Settings, work: Any) -> Any:
 
 
 def library_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Upsert every product of a dataset folder and enrol its reference images."""
     dataset = read_dataset(Path(args.directory))
 
     async def work(conn: psycopg.AsyncConnection, pills: Any) -> tuple[int, int, int]:
@@ -41,8 +43,13 @@ def library_import(args: argparse.Namespace, settings: Settings) -> int:
             async with conn.transaction():
                 await library.upsert_product(conn, d.product)
                 for path in d.references:
-                    result = await pills.enrol(conn, d.product.id, path.read_bytes(),
-                                               source=path.name)  # fmt: skip
+                    try:
+                        result = await pills.enrol(conn, d.product.id, path.read_bytes(),
+                                                   source=path.name)  # fmt: skip
+                    except VerityError as exc:  # say which file; earlier products stay imported
+                        raise type(exc)(f"{path}: {exc.detail}") from None
+                    except OSError as exc:
+                        raise FileUnreadable(f"{path}: {exc.strerror or exc}") from None
                     images += 1
                     new += result.added
         return len(dataset), images, new
@@ -53,6 +60,8 @@ def library_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def library_reembed(args: argparse.Namespace, settings: Settings) -> int:
+    """Embed every stored reference image with the current model version."""
+
     async def work(conn: psycopg.AsyncConnection, pills: Any) -> tuple[int, str]:
         async with conn.transaction():
             return await pills.reembed(conn), pills.model_version
@@ -63,6 +72,7 @@ def library_reembed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def evaluate_pills(args: argparse.Namespace, settings: Settings) -> int:
+    """Print accuracy and latency on a labelled folder (a throwaway library, never the user's)."""
     from service.evaluation import evaluate_pills as run
 
     result = asyncio.run(run(Path(args.dataset), settings, details=not args.json))
@@ -90,7 +100,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     imp = lib_sub.add_parser(
         "import", help="import a dataset folder (labels.csv + <product_id>/ref_N.jpg)"
     )
-    imp.add_argument("directory")
+    imp.add_argument(
+        "directory", metavar="DIR", help="the dataset folder (its labels.csv names the products)"
+    )
     imp.set_defaults(handler=library_import)
     lib_sub.add_parser(
         "reembed", help="embed every reference image with the current model version"
@@ -101,6 +113,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     pills = ev_sub.add_parser(
         "pills", help="the pill protocol of the dataset README, on a throwaway library"
     )
-    pills.add_argument("dataset")
-    pills.add_argument("--json", action="store_true", help="print one JSON object")
+    pills.add_argument(
+        "dataset", metavar="DIR", help="a labelled dataset folder (labels.csv + product folders)"
+    )
+    pills.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     pills.set_defaults(handler=evaluate_pills)

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.errors import DatasetInvalid, FileUnreadable
 from service.store.library import Product
 from service.verify.catalog import parse_label_ingredients
 
@@ -47,19 +49,31 @@ def product_from_label(row: dict[str, str]) -> Product:
 def read_dataset(directory: Path) -> list[DatasetProduct]:
     """Products in labels.csv order, with enrolment and query images per the protocol."""
     labels = directory / "labels.csv"
+    if not directory.is_dir():
+        raise DatasetInvalid(f"{directory} is not a folder")
     if not labels.is_file():
-        raise FileNotFoundError(f"{labels} not found: not a dataset folder")
+        raise DatasetInvalid(f"{directory} has no labels.csv")
+    try:
+        text = labels.read_text(encoding="utf-8-sig")  # Excel writes a BOM
+    except UnicodeDecodeError:
+        raise DatasetInvalid(f"{labels} is not UTF-8 text") from None
+    except OSError as exc:
+        raise FileUnreadable(f"{labels}: {exc.strerror or exc}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if "product_id" not in (reader.fieldnames or []):
+        raise DatasetInvalid(f"{labels} has no product_id column")
     out = []
-    with labels.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            folder = directory / row["product_id"]
-            refs = sorted(folder.glob("ref_*.jpg"), key=_photo_number)
-            photos = sorted(folder.glob("photo_*.jpg"), key=_photo_number)
-            if refs:
-                enrol, queries = refs, photos
-            elif len(photos) >= 2:
-                enrol, queries = photos[:1], photos[1:]
-            else:
-                enrol, queries = [], photos
-            out.append(DatasetProduct(product_from_label(row), enrol, queries))
+    for row in reader:
+        if not (row.get("product_id") or "").strip():
+            raise DatasetInvalid(f"{labels} line {reader.line_num} has no product_id")
+        folder = directory / row["product_id"]
+        refs = sorted(folder.glob("ref_*.jpg"), key=_photo_number)
+        photos = sorted(folder.glob("photo_*.jpg"), key=_photo_number)
+        if refs:
+            enrol, queries = refs, photos
+        elif len(photos) >= 2:
+            enrol, queries = photos[:1], photos[1:]
+        else:
+            enrol, queries = [], photos
+        out.append(DatasetProduct(product_from_label(row), enrol, queries))
     return out

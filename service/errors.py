@@ -12,7 +12,8 @@
     │   ├── image errors             41xx  empty, unsupported, too large, corrupt, no pill, too many
     │   ├── library errors           42xx  unknown product, duplicate product
     │   ├── FHIR reference errors    43xx  unknown/gone resource, bad reference, unsupported order
-    │   └── DICOM errors             44xx  malformed DICOM, too many frames
+    │   ├── DICOM errors             44xx  malformed DICOM, too many frames
+    │   └── local input errors       45xx  (CLI) unreadable file, not a dataset, bad order file
     └── ServerError                  VERITY-5xxx: not the caller's fault; see `retryable`
         ├── InternalError            5000  unexpected; details only in the server log
         ├── DatabaseUnavailable      5030  PostgreSQL unreachable or pool exhausted
@@ -237,6 +238,27 @@ class DicomTooLarge(ClientError):
     """The DICOM object exceeds the frame, pixel or byte limit."""
 
     code, status, title = "VERITY-4401", 413, "DICOM too large"
+
+
+# --- 45xx files named on the command line -----------------------------------------------
+
+
+class FileUnreadable(ClientError):
+    """A file named on the command line is missing, is a folder, or cannot be read."""
+
+    code, status, title = "VERITY-4500", 422, "File cannot be read"
+
+
+class DatasetInvalid(ClientError):
+    """The folder is not a pill dataset: no labels.csv, or it lacks the product_id column."""
+
+    code, status, title = "VERITY-4501", 422, "Not a dataset folder"
+
+
+class OrderFileInvalid(ClientError):
+    """The order file is not UTF-8 JSON holding one MedicationRequest (alone or in a Bundle)."""
+
+    code, status, title = "VERITY-4502", 422, "Order file invalid"
 
 
 # --- 5xxx server and upstream -----------------------------------------------------------

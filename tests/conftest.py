@@ -26,7 +26,11 @@ from service.store import migrate
 pytest_plugins = ["tests.servers.fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# ../shared/data beside the repository; from a git worktree nested deeper, the nearest ancestor's.
+SHARED_DATA = next(
+    (p / "shared" / "data" for p in REPO_ROOT.parents if (p / "shared" / "data").is_dir()),
+    REPO_ROOT.parent / "shared" / "data",
+)
 
 
 @pytest.fixture
