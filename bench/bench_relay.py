@@ -1,7 +1,8 @@
 """Outbox relay throughput to the real test FHIR server, with 1 and 4 relays in the same run.
 
-Each outbox row is one transaction Bundle (DetectedIssue + Provenance, both conditional
-creates), so resources/s = 2 x rows/s. Needs `bash tests/servers/install.sh` first.
+Each outbox row is the transaction Bundle production queues (tests/writeback/sample.py: AI
+Device + DetectedIssue + Provenance, all conditional creates; the Device is created once and
+matched after that), so resources/s = 3 x rows/s. Needs `bash tests/servers/install.sh` first.
 The FHIR server is restarted empty before each run: its in-memory engine (Medplum
 MemoryRepository) matches searches by scanning every stored resource, so each conditional
 create gets slower as the server fills up; runs are only comparable at the same row count.
@@ -63,9 +64,10 @@ async def main(rows: int, relay_counts: list[int]) -> None:
         pool = create_pool(url, DbSettings(pool_max_size=12))
         await pool.open(wait=True)
         settings = fhir.settings_for(
-            "verity-rs384", scopes="system/DetectedIssue.cu system/Provenance.c"
+            "verity-rs384",
+            scopes="system/Device.crs system/DetectedIssue.crs system/Provenance.crs",
         )
-        print(f"relay throughput: {rows} rows per run, 1 row = DetectedIssue + Provenance")
+        print(f"relay throughput: {rows} rows per run, 1 row = Device + DetectedIssue + Provenance")
         for n in relay_counts:
             fhir.restart()  # empty server: same starting point for every run
             await enqueue_issues(pool, f"Patient/{uuid.uuid4()}", rows, SYSTEM)
@@ -78,7 +80,7 @@ async def main(rows: int, relay_counts: list[int]) -> None:
                 await c.aclose()
             state = await outbox_status(pool, dead_limit=0)
             print(
-                f"  relays={n}: {rows / elapsed:7.1f} rows/s  {2 * rows / elapsed:7.1f} "
+                f"  relays={n}: {rows / elapsed:7.1f} rows/s  {3 * rows / elapsed:7.1f} "
                 f"resources/s  ({elapsed:.2f} s; delivered={state.counts['delivered']}, "
                 f"dead={state.counts['dead']})"
             )

@@ -6,11 +6,20 @@ Built once in the app factory or CLI, never at import time. Refuses unsafe value
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -186,6 +195,56 @@ class OutboxSettings(BaseModel):
     write_match: bool = False
 
 
+# A relative or absolute reference to an Organization (FHIR id: 1-64 of [A-Za-z0-9-.]).
+_ORGANIZATION_REF = re.compile(r"(?:https?://[^\s|?#]+/)?Organization/[A-Za-z0-9\-.]{1,64}")
+# An absolute URI usable as an identifier or tag system (no `|`: it splits token searches).
+_SYSTEM_URI = re.compile(r"(?:urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:|https?://)[^\s|]+")
+
+
+class WritebackSettings(BaseModel):
+    """What Verity writes to the EHR: for whom, as which Device, under which identifiers.
+
+    The identifier systems make every write idempotent: change them only before the first
+    write (resources already written keep the systems they were created under).
+    """
+
+    organization: str | None = Field(
+        None,
+        description="the hospital's Organization (e.g. Organization/123): Device.owner and the"
+        " Provenance's onBehalfOf and custodian; unset = not written",
+    )
+    organization_display: str | None = Field(None, min_length=1, max_length=200)
+    identifier_system: str = "urn:verity:verification"
+    device_identifier_system: str = "urn:verity:device"
+    provenance_tag_system: str = "urn:verity:provenance"
+    device_name: str = Field("Verity", min_length=1, max_length=100)
+    device_id: str = Field("verity", pattern=r"^[A-Za-z0-9\-.]{1,32}$")
+    manufacturer: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("organization")
+    @classmethod
+    def _organization_reference(cls, value: str | None) -> str | None:
+        if value is not None and not _ORGANIZATION_REF.fullmatch(value):
+            raise ValueError("must be a reference to an Organization, e.g. Organization/123")
+        return value
+
+    @field_validator("identifier_system", "device_identifier_system", "provenance_tag_system")
+    @classmethod
+    def _system_uri(cls, value: str) -> str:
+        if not _SYSTEM_URI.fullmatch(value):
+            raise ValueError("must be an absolute URI (urn:... or http(s)://...) without '|'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WritebackSettings:
+        if self.organization_display and not self.organization:
+            raise ValueError("writeback.organization_display needs writeback.organization")
+        systems = {self.identifier_system, self.device_identifier_system}
+        if len(systems | {self.provenance_tag_system}) != 3:
+            raise ValueError("writeback identifier, device and provenance systems must differ")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VERITY_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
@@ -206,6 +265,7 @@ class Settings(BaseSettings):
     decision: DecisionSettings = DecisionSettings()
     search: SearchSettings = SearchSettings()
     outbox: OutboxSettings = OutboxSettings()
+    writeback: WritebackSettings = WritebackSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -34,7 +34,8 @@ from service.verify.results import (
     Verdict,
 )
 from service.vision.engine import PhotoResult
-from service.writeback.resources import OutboxWrite, WritebackConfig, transaction_bundle
+from service.writeback.bundle import OutboxWrite
+from service.writeback.pills import pill_write
 
 ORDER_TYPE = "MedicationRequest"
 _SEVERITY = [Verdict.MATCH, Verdict.NOT_IN_LIBRARY, Verdict.UNCERTAIN, Verdict.MISMATCH]
@@ -132,7 +133,8 @@ async def verify_pill(
     text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
     async with connect() as conn:
         v = await decide(conn, pills_service, settings, req, order, text, analysed)
-        write = transaction_bundle(v, WritebackConfig.from_settings(settings))
+        # Built and validated against the profiles before anything is recorded.
+        write = pill_write(v, settings.writeback, write_match=settings.outbox.write_match)
         return v, await record(conn, v, req, write, deliver=deliver)
 
 
@@ -265,7 +267,7 @@ async def record(
         inserted = await audit.insert(conn, new_audit_row(v, req, result))
         if inserted and write is not None and deliver:
             await outbox.enqueue(
-                conn, resource_type="DetectedIssue", identifier_system=write.identifier_system,
+                conn, resource_type=write.resource_type, identifier_system=write.identifier_system,
                 identifier_value=write.identifier_value, payload=write.bundle,
                 verification_id=v.id,
             )  # fmt: skip

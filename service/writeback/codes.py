@@ -1,16 +1,15 @@
-"""Every code system, code and canonical URL Verity writes, in one place, with its source.
+"""The code systems, codes and canonical URLs every domain writes with, with their source.
 
 HL7 codes are only the ones published by HL7 (terminology.hl7.org, the AI Transparency on FHIR
 IG); anything HL7 has no code for is in Verity's own code system, whose CodeSystem and
-ValueSet resources live in `fhir_profiles/`.
+ValueSet resources live in `fhir_profiles/`. Each domain's issue table (its codes, words and
+disclaimer) lives in its own module, e.g. `pill_issues.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
-
-from service.verify.results import Finding, Verdict
+from typing import Any, Final
 
 # Verity's canonical base. `.example` is reserved (RFC 2606) so it can never collide with a
 # real site; a deployment that publishes these definitions replaces it here and in
@@ -30,8 +29,6 @@ V3_DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperati
 PROVENANCE_PARTICIPANT_TYPE: Final = (
     "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 )
-NDC_SYSTEM: Final = "http://hl7.org/fhir/sid/ndc"
-RXNORM_SYSTEM: Final = "http://www.nlm.nih.gov/research/umls/rxnorm"
 URI_IDENTIFIER_SYSTEM: Final = "urn:ietf:rfc:3986"
 
 # HL7 AI Transparency on FHIR IG (hl7.fhir.uv.aitransparency).
@@ -59,16 +56,10 @@ AI_KIND_HYBRID: Final = {
     "display": "Hybrid Models",
 }
 
-DISCLAIMER: Final = (
-    "AI-assisted check: this finding was produced automatically by Verity from a photo and has "
-    "not been reviewed by a person. A pharmacist or nurse must confirm the medication against "
-    "the order before it is given."
-)
-
 
 @dataclass(frozen=True)
 class IssueKind:
-    """One thing Verity reports, with its Verity code, its HL7 code (if one fits) and severity."""
+    """One thing a domain reports, with its Verity code, its HL7 code (if one fits), severity."""
 
     code: str
     display: str
@@ -77,83 +68,10 @@ class IssueKind:
     rank: int  # lower is reported first when a verification has several issues
     act_code: tuple[str, str] | None = None  # (code, display) in v3-ActCode
 
-
-# v3-ActCode detected-issue codes (terminology.hl7.org CodeSystem-v3-ActCode; the first three are
-# in _SupplyDetectedIssueCode, KEY206 in _ActAdministrativeRuleDetectedIssueCode):
-#   NOTEQUIV  "not equivalent alert" (The therapy being performed is not sufficiently equivalent
-#             to the therapy which was requested.)
-#   FULFIL    "fulfillment alert" (The therapy being performed is in some way out of alignment
-#             with the requested therapy.)
-#   NOTACTN   "no longer actionable" (the request has expired, been fulfilled, stopped ...)
-#   KEY206    "non-matching identification" (metadata of the identification does not match the
-#             identification being verified)
-# UNCERTAIN, NOT_IN_LIBRARY and NO_PILL_FOUND say "could not confirm", for which HL7 has no
-# detected-issue code; they carry the Verity code only.
-ISSUES: Final[dict[str, IssueKind]] = {
-    k.code: k
-    for k in (
-        IssueKind(
-            Finding.PATIENT_MISMATCH,
-            "Patient does not match the order",
-            "The patient given for the check is not the subject of the MedicationRequest.",
-            "high",
-            0,
-            ("KEY206", "non-matching identification"),
-        ),
-        IssueKind(
-            Verdict.MISMATCH,
-            "Pill does not match the prescribed product",
-            "A pill in the photo was identified with confidence as a product other than any "
-            "product of the prescribed clinical drug.",
-            "high",
-            1,
-            ("NOTEQUIV", "not equivalent alert"),
-        ),
-        IssueKind(
-            Finding.ORDER_INACTIVE,
-            "Order is not active",
-            "The MedicationRequest is stopped, cancelled, completed, entered-in-error or "
-            "otherwise not active.",
-            "high",
-            2,
-            ("NOTACTN", "no longer actionable"),
-        ),
-        IssueKind(
-            Finding.COUNT_MISMATCH,
-            "Pill count differs from the ordered dose",
-            "The number of pills in the photo differs from the dose quantity of the order.",
-            "high",
-            3,
-            ("FULFIL", "fulfillment alert"),
-        ),
-        IssueKind(
-            Verdict.UNCERTAIN,
-            "Needs pharmacist review",
-            "The pill could neither be confirmed as nor ruled out from the prescribed product.",
-            "moderate",
-            4,
-        ),
-        IssueKind(
-            Verdict.NOT_IN_LIBRARY,
-            "Prescribed product not in the reference library",
-            "Verity has no reference for any product of the prescribed clinical drug, so it "
-            "cannot check the pill.",
-            "moderate",
-            5,
-        ),
-        IssueKind(
-            Verdict.NO_PILL_FOUND,
-            "No pill found in the photo",
-            "No pill could be found in the photo, so nothing was checked.",
-            "moderate",
-            6,
-        ),
-        IssueKind(
-            Verdict.MATCH,
-            "Pill matches the prescribed product",
-            "Every pill in the photo was identified as a product of the prescribed clinical drug.",
-            "low",
-            7,
-        ),
-    )
-}
+    def concept(self) -> dict[str, Any]:
+        """A CodeableConcept in Verity's code system (and in v3-ActCode, if HL7 has a code)."""
+        coding = [{"system": FINDING_SYSTEM, "code": str(self.code), "display": self.display}]
+        if self.act_code:
+            code, display = self.act_code
+            coding.insert(0, {"system": V3_ACT_CODE, "code": code, "display": display})
+        return {"coding": coding, "text": self.display}

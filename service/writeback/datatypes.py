@@ -13,7 +13,7 @@ from service.writeback import codes
 
 
 class WritebackInputError(ValueError):
-    """The verification lacks something every written resource must carry."""
+    """The input lacks something every written resource must carry."""
 
 
 def urn(*parts: str) -> str:
@@ -35,7 +35,7 @@ def meta(profile: str) -> dict[str, Any]:
 def instant(value: datetime) -> str:
     """An R4 instant; refuses a naive time rather than guess its zone."""
     if value.tzinfo is None:
-        raise WritebackInputError("verification time has no time zone; FHIR instants need one")
+        raise WritebackInputError("time has no time zone; FHIR instants need one")
     return value.isoformat()
 
 
@@ -66,11 +66,11 @@ def reference_type(reference: str) -> str | None:
     return candidate if candidate[:1].isupper() and candidate.isalnum() else None
 
 
-def photo_uri(sha256_hex: str) -> str:
-    """RFC 6920 named-information URI of a photo, so only its hash ever leaves Verity."""
+def sha256_uri(sha256_hex: str) -> str:
+    """RFC 6920 named-information URI of an input, so only its hash ever leaves Verity."""
     raw = bytes.fromhex(sha256_hex)
     if len(raw) != 32:
-        raise WritebackInputError("photo digest is not a SHA-256")
+        raise WritebackInputError("digest is not a SHA-256")
     return "ni:///sha-256;" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

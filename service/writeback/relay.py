@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
 
 import psycopg
 from prometheus_client import Counter, Gauge
@@ -20,7 +19,7 @@ from service.config import OutboxSettings, Settings
 from service.errors import ClientError, DatabaseUnavailable, VerityError
 from service.fhir.client import FhirClient, create_fhir_client
 from service.store import outbox
-from service.writeback.bundle import created_location, transaction_bundle
+from service.writeback.bundle import created_location
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +32,6 @@ DEAD = Counter(
 )
 PENDING = Gauge("verity_outbox_pending_rows", "Outbox rows waiting for delivery")
 DEAD_ROWS = Gauge("verity_outbox_dead_rows", "Outbox rows in dead-letter")
-
-
-async def queue_write(
-    conn: psycopg.AsyncConnection,
-    resource: dict[str, Any],
-    provenance: dict[str, Any] | None,
-    identifier_system: str,
-    identifier_value: str,
-    verification_id: str | None = None,
-) -> int | None:
-    """Queue a resource + Provenance as an idempotent Bundle, in the caller's transaction."""
-    return await outbox.enqueue(
-        conn,
-        resource_type=resource["resourceType"],
-        identifier_system=identifier_system,
-        identifier_value=identifier_value,
-        payload=transaction_bundle(resource, provenance, identifier_system, identifier_value),
-        verification_id=verification_id,
-    )
 
 
 def backoff_s(attempts: int, settings: OutboxSettings) -> float:
@@ -107,7 +87,9 @@ async def _deliver(
         return
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
-        await outbox.mark_delivered(conn, row.id, created_location(response))
+        await outbox.mark_delivered(
+            conn, row.id, created_location(row.payload, response, row.resource_type)
+        )
     DELIVERED.inc()
 
 

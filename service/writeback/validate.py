@@ -99,6 +99,11 @@ def validate(
     return _Checker(sd, reg, fullurl_types or {}).run(resource)
 
 
+def element_of(problem: str) -> str:
+    """The element path a problem is about (no values: safe to log without patient data)."""
+    return problem.split(": ", 1)[0] if ": " in problem else "resourceType"
+
+
 _REGISTRY: list[Registry] = []
 
 

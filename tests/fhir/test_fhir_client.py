@@ -103,17 +103,10 @@ async def test_conditional_create_twice_gives_one(fhir, fhir_server) -> None:
 
 
 async def test_transaction_with_provenance(fhir, fhir_server) -> None:
-    from service.writeback.bundle import transaction_bundle
+    from tests.writeback.sample import write_for
 
-    value = str(uuid.uuid4())
     patient = seed(fhir_server, {"resourceType": "Patient"})
-    issue = detected_issue(f"Patient/{patient['id']}", value)
-    provenance = {
-        "resourceType": "Provenance",
-        "recorded": "2026-01-01T00:00:00Z",
-        "agent": [{"who": {"display": "Verity AI"}}],
-    }
-    bundle = transaction_bundle(issue, provenance, SYSTEM, value)
+    bundle = write_for(f"Patient/{patient['id']}", SYSTEM).bundle  # what production queues
     for _ in range(2):  # a retry of the whole transaction must not duplicate anything
         response = await fhir.transaction(bundle)
         assert response["type"] == "transaction-response"

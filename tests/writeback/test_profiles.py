@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from service.config import WritebackSettings
 from service.writeback import codes
-from service.writeback.resources import WritebackConfig, transaction_bundle
+from service.writeback.pill_issues import ISSUES
+from service.writeback.pills import pill_write
 from service.writeback.validate import PROFILES_DIR, ProfileNotFound, load_registry, validate
-from tests.writeback.test_resources import IDS, ORG, SCENARIOS, make_verification
+from tests.writeback.test_pills import IDS, ORG, SCENARIOS, make_verification
 
 REGISTRY = load_registry()
 PROFILES = {
@@ -22,8 +24,10 @@ PROFILES = {
 }
 
 
-def written(v=None, config=ORG) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    bundle = transaction_bundle(v or make_verification(), config).bundle
+def written(
+    v=None, config=ORG, write_match=False
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    bundle = pill_write(v or make_verification(), config, write_match=write_match).bundle
     types = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle["entry"]}
     return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}, types
 
@@ -50,16 +54,16 @@ def test_conformance_resources_parse_as_fhir(path):
 def test_code_system_holds_exactly_the_codes_verity_writes():
     cs = json.loads((PROFILES_DIR / "CodeSystem-verification-finding.json").read_text())
     assert cs["url"] == codes.FINDING_SYSTEM
-    assert {c["code"] for c in cs["concept"]} == set(codes.ISSUES)
+    assert {c["code"] for c in cs["concept"]} == set(ISSUES)
     issue_vs = REGISTRY.value_sets[codes.DETECTED_ISSUE_CODE_VALUESET]
-    for kind in codes.ISSUES.values():
+    for kind in ISSUES.values():
         assert (codes.FINDING_SYSTEM, kind.code) in issue_vs
         if kind.act_code:
             assert (codes.V3_ACT_CODE, kind.act_code[0]) in issue_vs
 
 
 @pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
-@pytest.mark.parametrize("config", [ORG, WritebackConfig()], ids=["with-org", "no-org"])
+@pytest.mark.parametrize("config", [ORG, WritebackSettings()], ids=["with-org", "no-org"])
 def test_every_emitted_resource_conforms(name, v, code, act, severity, config):
     resources, types = written(v, config)
     for rtype, resource in resources.items():
@@ -70,7 +74,7 @@ def test_every_emitted_resource_conforms(name, v, code, act, severity, config):
 def test_match_when_configured_conforms():
     from service.verify.results import Verdict
 
-    resources, types = written(make_verification(Verdict.MATCH), WritebackConfig(write_match=True))
+    resources, types = written(make_verification(Verdict.MATCH), write_match=True)
     assert all(errors(r, types) == [] for r in resources.values())
 
 
@@ -248,7 +252,8 @@ def test_validator_refuses_unknown_profiles_and_wrong_types():
 
 IMAGING_CHECK = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-check"
 IMAGING_REPORT = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-report"
-DISCLAIMER_DIV = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{codes.DISCLAIMER}</p></div>'
+DISCLAIMER = "AI-assisted check: a radiologist must confirm it."
+DISCLAIMER_DIV = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{DISCLAIMER}</p></div>'
 
 
 def imaging_pair() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
@@ -305,7 +310,7 @@ def imaging_pair() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
             "code": {"text": "Verity imaging study check"},
             "imagingStudy": [{"reference": "ImagingStudy/is-1"}],
             "result": [{"reference": "urn:uuid:5d1f1f9e-7a0a-5d8c-8a55-0d4e7c0f9b21"}],
-            "conclusion": f"All checks passed. {codes.DISCLAIMER}",
+            "conclusion": f"All checks passed. {DISCLAIMER}",
         },
     )
     types = {obs["device"]["reference"]: "Device", report["result"][0]["reference"]: "Observation"}

@@ -21,7 +21,6 @@ from service.writeback.relay import (
     deliver_batch,
     format_status,
     outbox_status,
-    queue_write,
     retry_row,
     run_relay,
 )
@@ -108,10 +107,9 @@ def assert_once_each(fhir_server, patient: str, values: list[str]) -> None:
 
 
 async def test_enqueue_is_idempotent(pool) -> None:
-    async with pool.connection() as conn:
-        issue = {"resourceType": "DetectedIssue", "status": "final"}
-        assert await queue_write(conn, issue, None, SYSTEM, "same") is not None
-        assert await queue_write(conn, issue, None, SYSTEM, "same") is None
+    write = sample.write_for(f"Patient/{uuid.uuid4()}", SYSTEM, "same")
+    assert await sample.enqueue(pool, write) is not None
+    assert await sample.enqueue(pool, write) is None
 
 
 async def test_server_down_then_restarted_delivers_50_once(pool, fhir_server) -> None:
@@ -198,8 +196,23 @@ async def test_permanent_rejection_is_dead_letter_and_retryable(pool, fhir_serve
             identifier_value="bad",
             payload=bad,
         )
-        forbidden = {"resourceType": "Practitioner", "name": [{"family": "X"}]}
-        forb_id = await queue_write(conn, forbidden, None, SYSTEM, "forbidden")
+        forbidden = {  # a resource type the client has no scope for
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": {"resourceType": "Practitioner", "name": [{"family": "X"}]},
+                    "request": {"method": "POST", "url": "Practitioner"},
+                }
+            ],
+        }
+        forb_id = await store.enqueue(
+            conn,
+            resource_type="Practitioner",
+            identifier_system=SYSTEM,
+            identifier_value="forbidden",
+            payload=forbidden,
+        )
     client = await make_client(fhir_server)
     await deliver_batch(pool, client, FAST)
     await client.aclose()
@@ -242,17 +255,18 @@ async def test_unexpected_failure_keeps_the_row_and_the_relay(pool) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("transport bug")
-        return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response",
-                                         "entry": [{"response": {"status": "201 Created",
-                                                                 "location": "DetectedIssue/1"}}]})  # fmt: skip
+        answers = [
+            {"response": {"status": "201 Created", "location": f"{t}/1"}}
+            for t in ("Device", "DetectedIssue", "Provenance")
+        ]
+        return httpx.Response(200, json={"resourceType": "Bundle",
+                                         "type": "transaction-response", "entry": answers})  # fmt: skip
 
     client = FhirClient(
         FhirSettings(base_url="http://fhir.test/fhir", max_retries=0),
         transport=httpx.MockTransport(handler),
     )
-    async with pool.connection() as conn:
-        issue = {"resourceType": "DetectedIssue", "status": "preliminary"}
-        row_id = await queue_write(conn, issue, None, SYSTEM, "unexpected")
+    row_id = await sample.enqueue(pool, sample.write_for("Patient/p-1", SYSTEM, "unexpected"))
     stop = asyncio.Event()
     relay = asyncio.create_task(run_relay(pool, client, FAST, stop))
     try:
@@ -267,4 +281,5 @@ async def test_unexpected_failure_keeps_the_row_and_the_relay(pool) -> None:
         await relay
         await client.aclose()
     assert row is not None and row.status == "delivered" and row.attempts >= 2
+    assert row.fhir_location == "DetectedIssue/1"  # the main resource, not the Device
     assert calls["n"] >= 2

@@ -1,4 +1,4 @@
-"""Builders: every verdict and finding becomes valid, idempotent, AI-labelled R4 resources."""
+"""Pill write-back: every verdict and finding becomes valid, idempotent, AI-labelled R4."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from service.config import ConfigError, WritebackSettings, load_settings
 from service.verify.results import (
     Candidate,
     Finding,
@@ -22,25 +23,16 @@ from service.verify.results import (
     Verdict,
 )
 from service.writeback import codes
-from service.writeback.resources import (
-    WritebackConfig,
-    WritebackInputError,
-    detected_issue,
-    device_identifier,
-    photo_uri,
-    provenance,
-    reference_type,
-    transaction_bundle,
-    verity_device,
-)
+from service.writeback.datatypes import WritebackInputError, reference_type, sha256_uri
+from service.writeback.device import AiDevice
+from service.writeback.pill_issues import NDC_SYSTEM, RXNORM_SYSTEM
+from service.writeback.pills import detected_issue, pill_device, pill_write
 
 LISINOPRIL = ProductRef("lib-lis-10", "Lisinopril 10 mg tablet", ("00093-7339-01",), "314077")
 METFORMIN = ProductRef("lib-met-500", "Metformin 500 mg tablet", ("00093-1048-01",), "861007")
 MODELS = [ModelInfo("efficientnet-lite0", "1.0.0"), ModelInfo("pp-ocrv4-rec", "1.4.4")]
 WHEN = datetime(2026, 11, 22, 3, 15, 0, tzinfo=UTC)
-ORG = WritebackConfig(
-    organization_reference="Organization/hosp-1", organization_display="St Elsewhere"
-)
+ORG = WritebackSettings(organization="Organization/hosp-1", organization_display="St Elsewhere")
 
 
 def pill(
@@ -259,7 +251,7 @@ def resources_of(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
 def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, severity):
-    write = transaction_bundle(v, ORG)
+    write = pill_write(v, ORG)
     assert write is not None
     bundle = write.bundle
     get_fhir_model_class("Bundle").model_validate(bundle)
@@ -313,10 +305,10 @@ def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, se
 
 @pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
 def test_bundle_links_by_urn_uuid_and_creates_conditionally(name, v, code, act, severity):
-    bundle = transaction_bundle(v, ORG).bundle
+    bundle = pill_write(v, ORG).bundle
     dev, issue, prov = bundle["entry"]
     assert dev["request"]["ifNoneExist"] == (
-        f"identifier=urn:verity:device|{device_identifier(v.models)}"
+        f"identifier=urn:verity:device|{pill_device(v).identifier(ORG)}"
     )
     assert issue["request"]["ifNoneExist"] == f"identifier=urn:verity:verification|{v.id}"
     assert prov["request"]["ifNoneExist"] == f"_tag=urn:verity:provenance|{v.id}"
@@ -333,18 +325,18 @@ def test_bundle_links_by_urn_uuid_and_creates_conditionally(name, v, code, act, 
 
 def test_a_retry_builds_the_identical_bundle():
     v = make_verification(Verdict.MISMATCH)
-    first = json.dumps(transaction_bundle(v, ORG).bundle, sort_keys=True)
-    again = json.dumps(transaction_bundle(copy.deepcopy(v), ORG).bundle, sort_keys=True)
+    first = json.dumps(pill_write(v, ORG).bundle, sort_keys=True)
+    again = json.dumps(pill_write(copy.deepcopy(v), ORG).bundle, sort_keys=True)
     assert first == again
-    other = json.dumps(transaction_bundle(replace(v, id="another-id"), ORG).bundle, sort_keys=True)
+    other = json.dumps(pill_write(replace(v, id="another-id"), ORG).bundle, sort_keys=True)
     assert other != first
 
 
 def test_match_writes_nothing_unless_configured():
     v = make_verification(Verdict.MATCH)
     assert not v.needs_attention
-    assert transaction_bundle(v) is None
-    write = transaction_bundle(v, WritebackConfig(write_match=True))
+    assert pill_write(v) is None
+    write = pill_write(v, write_match=True)
     assert write is not None
     issue = resources_of(write.bundle)["DetectedIssue"]
     assert issue["code"]["coding"] == [
@@ -382,8 +374,8 @@ def test_evidence_names_candidates_with_scores_and_codes():
     )
     pill_ev = data["evidence"][1]
     product = pill_ev["code"][1]
-    assert {"system": codes.NDC_SYSTEM, "code": "00093-1048-01"} in product["coding"]
-    assert {"system": codes.RXNORM_SYSTEM, "code": "861007"} in product["coding"]
+    assert {"system": NDC_SYSTEM, "code": "00093-1048-01"} in product["coding"]
+    assert {"system": RXNORM_SYSTEM, "code": "861007"} in product["coding"]
     assert "Metformin 500 mg tablet (score 0.91" in product["text"]
     assert "best score for a prescribed product 0.12" in product["text"]
     assert pill_ev["extension"] == [{"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": 0.91}]
@@ -391,7 +383,7 @@ def test_evidence_names_candidates_with_scores_and_codes():
     assert expected["text"] == "prescribed product: Lisinopril 10 mg tablet"
     # confidence in the MISMATCH itself = 1 - best score of a prescribed product
     assert data["extension"] == [{"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": 0.88}]
-    assert "looks most like Metformin 500 mg tablet" in data["detail"]
+    assert "identified as Metformin 500 mg tablet (score 0.91)" in data["detail"]
 
 
 def test_uncertain_states_no_confidence_it_does_not_have():
@@ -405,7 +397,7 @@ def test_uncertain_states_no_confidence_it_does_not_have():
 
 def test_provenance_names_the_order_and_photo_hashes_never_the_photo():
     v = make_verification(Verdict.MISMATCH, photo_sha256=[hashlib.sha256(b"").hexdigest()] * 2)
-    data = provenance(v, "DetectedIssue/di-1", ORG).model_dump(mode="json", exclude_none=True)
+    data = resources_of(pill_write(v, ORG).bundle)["Provenance"]
     order, *photos = data["entity"]
     assert order == {
         "role": "source",
@@ -428,13 +420,17 @@ def test_provenance_names_the_order_and_photo_hashes_never_the_photo():
     assert "data" not in json.dumps(data)  # no Attachment anywhere
 
 
-def test_photo_uri_refuses_what_is_not_a_sha256():
+def test_sha256_uri_refuses_what_is_not_a_sha256():
     with pytest.raises(WritebackInputError):
-        photo_uri("abcd")
+        sha256_uri("abcd")
 
 
 def test_device_names_verity_and_every_model_version():
-    data = verity_device(MODELS, ORG).model_dump(mode="json", exclude_none=True)
+    data = (
+        AiDevice(tuple(MODELS), "checks things")
+        .resource(ORG)
+        .model_dump(mode="json", exclude_none=True)
+    )
     assert data["type"]["coding"][0] == codes.AI_DEVICE_TYPE
     assert [n["type"] for n in data["deviceName"]] == [
         "user-friendly-name",
@@ -454,11 +450,13 @@ def test_device_names_verity_and_every_model_version():
 
 
 def test_a_new_model_version_is_a_new_device():
-    same = device_identifier(list(reversed(MODELS)))
-    assert same == device_identifier(MODELS)
-    newer = device_identifier([ModelInfo("efficientnet-lite0", "1.0.1"), MODELS[1]])
-    assert newer != same
-    assert device_identifier(MODELS, WritebackConfig(software_version="9.9")) != same
+    def identifier(models, version="0.1.0"):
+        return AiDevice(tuple(models), "checks things", version).identifier(WritebackSettings())
+
+    same = identifier(list(reversed(MODELS)))
+    assert same == identifier(MODELS)
+    assert identifier([ModelInfo("efficientnet-lite0", "1.0.1"), MODELS[1]]) != same
+    assert identifier(MODELS, "9.9") != same
 
 
 def test_refuses_a_verification_without_patient_or_time_zone():
@@ -489,13 +487,13 @@ def test_docs_example_is_what_the_code_builds():
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "fhir.md").read_text()
     block = text.split("```json\n")[-1].split("\n```")[0]
-    assert json.loads(block) == transaction_bundle(make_verification(Verdict.MISMATCH), ORG).bundle
+    assert json.loads(block) == pill_write(make_verification(Verdict.MISMATCH), ORG).bundle
 
 
 def test_if_none_exist_is_percent_encoded():
     """Seen on a real server: an unencoded `+` became a space, so a retry created a duplicate."""
     v = make_verification(Verdict.MISMATCH, id="a+b&c=d%e f")
-    issue = transaction_bundle(v, ORG).bundle["entry"][1]
+    issue = pill_write(v, ORG).bundle["entry"][1]
     assert (
         issue["request"]["ifNoneExist"]
         == "identifier=urn:verity:verification|a%2Bb%26c%3Dd%25e%20f"
@@ -503,10 +501,86 @@ def test_if_none_exist_is_percent_encoded():
     assert issue["resource"]["identifier"][0]["value"] == "a+b&c=d%e f"
 
 
-def test_config_follows_the_outbox_setting():
-    from service.config import Settings
+def test_mismatch_text_says_ordered_and_identified_never_match_band():
+    """A pharmacist read "score 0.79, MATCH band" on a MISMATCH as a match."""
+    issue = resources_of(pill_write(make_verification(Verdict.MISMATCH), ORG).bundle)[
+        "DetectedIssue"
+    ]
+    assert issue["detail"].startswith(
+        "Wrong pill: the order is for lisinopril 10 MG Oral Tablet, but pill 1 (photo 1) was "
+        "identified as Metformin 500 mg tablet (score 0.91) (score for the ordered medication "
+        "0.12)."
+    )
+    assert "band" not in json.dumps(issue).lower()
 
-    on = WritebackConfig.from_settings(Settings(outbox={"write_match": True}), device_id="ward-7")
-    assert on.write_match and on.device_id == "ward-7"
-    assert not WritebackConfig.from_settings(Settings()).write_match
-    assert transaction_bundle(make_verification(Verdict.MATCH), on) is not None
+
+def test_uncertain_and_count_texts_say_what_is_wrong():
+    other = pill(Verdict.UNCERTAIN, expected=0.25, top=METFORMIN, score=0.6)
+    unsure = detected_issue(make_verification(Verdict.UNCERTAIN, pills=[other]))
+    assert unsure.detail.startswith(
+        "Not confirmed: the order is for lisinopril 10 MG Oral Tablet, and pill 1 (photo 1) "
+        "matched it only with score 0.25, too low to confirm; it looks most like Metformin 500 "
+        "mg tablet (score 0.60); needs pharmacist review."
+    )
+    two = [pill(Verdict.MATCH, expected=0.93, top=LISINOPRIL, index=i) for i in (0, 1)]
+    count = detected_issue(make_verification(Verdict.MATCH, (Finding.COUNT_MISMATCH,), pills=two))
+    assert count.detail.startswith(
+        "Wrong number of pills: the order's dose is 1 pill(s) of lisinopril 10 MG Oral Tablet, "
+        "but the photo shows 2."
+    )
+    for issue in (unsure, count):
+        assert "band" not in issue.model_dump_json().lower()
+
+
+def test_configured_organisation_appears_where_the_docs_say(monkeypatch):
+    """docs/fhir.md: Device.owner, the AI agent's onBehalfOf, and a custodian agent."""
+    monkeypatch.setenv("VERITY_WRITEBACK__ORGANIZATION", "Organization/hosp-9")
+    monkeypatch.setenv("VERITY_WRITEBACK__ORGANIZATION_DISPLAY", "St Elsewhere")
+    settings = load_settings()
+    org = {"reference": "Organization/hosp-9", "type": "Organization", "display": "St Elsewhere"}
+    # exactly what the workflow calls (service/workflows/pill.py)
+    write = pill_write(
+        make_verification(), settings.writeback, write_match=settings.outbox.write_match
+    )
+    found = resources_of(write.bundle)
+    assert found["Device"]["owner"] == org
+    author, custodian = found["Provenance"]["agent"]
+    assert author["onBehalfOf"] == org
+    assert custodian["who"] == org and custodian["type"]["coding"][0]["code"] == "custodian"
+    unset = resources_of(pill_write(make_verification(), WritebackSettings()).bundle)
+    assert "owner" not in unset["Device"] and len(unset["Provenance"]["agent"]) == 1
+
+
+def test_identifier_systems_and_device_name_come_from_settings(monkeypatch):
+    monkeypatch.setenv("VERITY_WRITEBACK__IDENTIFIER_SYSTEM", "https://hosp.example/verity/v")
+    monkeypatch.setenv("VERITY_WRITEBACK__DEVICE_NAME", "Ward 7 checker")
+    v = make_verification()
+    dev, issue, prov = pill_write(v, load_settings().writeback).bundle["entry"]
+    assert issue["resource"]["identifier"] == [
+        {"system": "https://hosp.example/verity/v", "value": v.id}
+    ]
+    assert issue["request"]["ifNoneExist"] == f"identifier=https://hosp.example/verity/v|{v.id}"
+    assert dev["resource"]["deviceName"][0] == {
+        "name": "Ward 7 checker",
+        "type": "user-friendly-name",
+    }
+    assert issue["resource"]["author"]["display"] == "Ward 7 checker"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ORGANIZATION", "Patient/1"),
+        ("ORGANIZATION", "Organization/"),
+        ("ORGANIZATION_DISPLAY", "St Elsewhere"),  # without an organisation
+        ("IDENTIFIER_SYSTEM", "verity"),  # not an absolute URI
+        ("IDENTIFIER_SYSTEM", "urn:verity:a|b"),  # `|` splits a token search
+        ("IDENTIFIER_SYSTEM", "urn:verity:device"),  # the same as the Device's
+        ("DEVICE_NAME", ""),
+        ("DEVICE_ID", "has space"),
+    ],
+)
+def test_unsafe_writeback_settings_are_refused(monkeypatch, name, value):
+    monkeypatch.setenv(f"VERITY_WRITEBACK__{name}", value)
+    with pytest.raises(ConfigError, match="writeback"):
+        load_settings()

@@ -1,4 +1,4 @@
-"""What a verification found, in words and codes a reader of the DetectedIssue can check."""
+"""What a pill verification found, in words and codes a reader of the DetectedIssue can check."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from service.verify.results import (
     Verdict,
 )
 from service.writeback import codes
-from service.writeback.codes import ISSUES, IssueKind
+from service.writeback.codes import IssueKind
+from service.writeback.pill_issues import ISSUES, NDC_SYSTEM, RXNORM_SYSTEM
 
 MAX_CANDIDATES = 3  # per pill, in the evidence text
 MAX_EXPECTED = 10  # expected products listed as evidence
@@ -50,20 +51,11 @@ def _unit(x: float) -> float:
     return round(min(1.0, max(0.0, x)), 4)
 
 
-def issue_concept(kind: IssueKind) -> dict[str, Any]:
-    """A CodeableConcept naming one issue in Verity's code system (and HL7's, if it has one)."""
-    coding = [{"system": codes.FINDING_SYSTEM, "code": str(kind.code), "display": kind.display}]
-    if kind.act_code:
-        code, display = kind.act_code
-        coding.insert(0, {"system": codes.V3_ACT_CODE, "code": code, "display": display})
-    return {"coding": coding, "text": kind.display}
-
-
 def product_concept(product: ProductRef, text: str) -> dict[str, Any]:
     """A library product as NDC / RxNorm codings, so auditors can match it to a drug database."""
-    coding = [{"system": codes.NDC_SYSTEM, "code": ndc} for ndc in product.ndcs]
+    coding = [{"system": NDC_SYSTEM, "code": ndc} for ndc in product.ndcs]
     if product.rxcui:
-        coding.append({"system": codes.RXNORM_SYSTEM, "code": product.rxcui})
+        coding.append({"system": RXNORM_SYSTEM, "code": product.rxcui})
     out: dict[str, Any] = {"text": text}
     if coding:
         out["coding"] = coding
@@ -75,13 +67,18 @@ def _name(product: ProductRef) -> str:
 
 
 def _candidate_text(c: Candidate) -> str:
-    return f"{_name(c.product)} (score {c.score:.2f}, {c.band} band)"
+    # No band here: a candidate's band is about that product, and read next to a MISMATCH a
+    # "MATCH band" looks like a match of the order.
+    return f"{_name(c.product)} (score {c.score:.2f})"
+
+
+def _pill_name(p: PillResult) -> str:
+    return f"pill {p.index + 1} (photo {p.photo_index + 1})"
 
 
 def pill_text(p: PillResult) -> str:
-    """One line per pill: what it looks like, how sure, and how well it matches the order."""
-    head = f"Pill {p.index + 1} (photo {p.photo_index + 1}): {p.verdict.value}"
-    parts = [head]
+    """One line per pill: its verdict, the products it looks like, the ordered drug's score."""
+    parts = [f"Pill {p.index + 1} (photo {p.photo_index + 1}): {p.verdict.value}"]
     if p.candidates:
         listed = "; ".join(_candidate_text(c) for c in p.candidates[:MAX_CANDIDATES])
         parts.append(f"closest products: {listed}")
@@ -92,9 +89,9 @@ def pill_text(p: PillResult) -> str:
 
 def evidence(v: PillVerification, issues: list[IssueKind]) -> list[dict[str, Any]]:
     """DetectedIssue.evidence: the issue codes, then each pill, then the expected products."""
-    out: list[dict[str, Any]] = [{"code": [issue_concept(k) for k in issues]}]
+    out: list[dict[str, Any]] = [{"code": [k.concept() for k in issues]}]
     for p in v.pills:
-        concepts = [issue_concept(ISSUES[p.verdict])]
+        concepts = [ISSUES[p.verdict].concept()]
         if p.candidates:
             concepts.append(product_concept(p.candidates[0].product, pill_text(p)))
         else:
@@ -116,22 +113,48 @@ def evidence(v: PillVerification, issues: list[IssueKind]) -> list[dict[str, Any
     return out
 
 
-def plain_detail(v: PillVerification, issues: list[IssueKind]) -> str:
-    """DetectedIssue.detail: what was found, in words a nurse reads at the bedside."""
-    med = v.medication_text or "the prescribed medication"
-    best = next(
-        (p.candidates[0] for p in v.pills if p.candidates and p.verdict is Verdict.MISMATCH), None
+def _wrong_pill(p: PillResult, med: str, ordered_ids: set[str]) -> str:
+    top = p.candidates[0] if p.candidates else None
+    ordered = ""
+    if p.expected_score is not None:
+        ordered = f" (score for the ordered medication {p.expected_score:.2f})"
+    head = f"Wrong pill: the order is for {med}, but {_pill_name(p)}"
+    if top is None or top.product.id in ordered_ids:
+        return f"{head} does not match it{ordered}."
+    return f"{head} was identified as {_candidate_text(top)}{ordered}."
+
+
+def _unconfirmed_pill(p: PillResult, med: str, ordered_ids: set[str]) -> str:
+    score = "" if p.expected_score is None else f" with score {p.expected_score:.2f}"
+    top = p.candidates[0] if p.candidates else None
+    other = ""
+    if top is not None and top.product.id not in ordered_ids:
+        other = f"; it looks most like {_candidate_text(top)}"
+    return (
+        f"Not confirmed: the order is for {med}, and {_pill_name(p)} matched it only{score}, "
+        f"too low to confirm{other}; needs pharmacist review."
     )
-    found = sum(1 for p in v.pills)
+
+
+def plain_detail(v: PillVerification, issues: list[IssueKind]) -> str:
+    """DetectedIssue.detail: what is wrong, in words a nurse reads at the bedside (ordered X,
+    identified as Y with score s); never a band name, which reads as a verdict."""
+    med = v.medication_text or "the prescribed medication"
+    ordered_ids = {e.id for e in v.expected}
+    wrong = [_wrong_pill(p, med, ordered_ids) for p in v.pills if p.verdict is Verdict.MISMATCH]
+    unsure = [
+        _unconfirmed_pill(p, med, ordered_ids) for p in v.pills if p.verdict is Verdict.UNCERTAIN
+    ]
+    dose = v.count_expected if v.count_expected is not None else "a different number of"
     sentences: dict[str, str] = {
         Finding.PATIENT_MISMATCH: "The patient given for this check is not the order's patient.",
-        Verdict.MISMATCH: f"A pill in the photo does not match {med}"
-        + (f"; it looks most like {_candidate_text(best)}." if best else "."),
+        Verdict.MISMATCH: " ".join(wrong)
+        or f"Wrong pill: a pill in the photo does not match {med}.",
         Finding.ORDER_INACTIVE: f"The order is not active (status: {v.order_status or 'unknown'}).",
-        Finding.COUNT_MISMATCH: f"The photo shows {found} pill(s) but the order's dose is "
-        f"{v.count_expected if v.count_expected is not None else 'a different number'}.",
-        Verdict.UNCERTAIN: f"Verity could not confirm that the pill is {med}: "
-        "needs pharmacist review.",
+        Finding.COUNT_MISMATCH: f"Wrong number of pills: the order's dose is {dose} pill(s) of "
+        f"{med}, but the photo shows {len(v.pills)}.",
+        Verdict.UNCERTAIN: " ".join(unsure)
+        or f"Verity could not confirm that the pill is {med}: needs pharmacist review.",
         Verdict.NOT_IN_LIBRARY: f"Verity has no reference for {med}, "
         "so the pill could not be checked.",
         Verdict.NO_PILL_FOUND: "No pill was found in the photo, so nothing was checked.",
