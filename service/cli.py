@@ -77,8 +77,17 @@ def _db_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     from service.demo import run_demo
 
+    if args.database_url is not None:
+        try:
+            if not conninfo_to_dict(args.database_url):
+                raise ProgrammingError("it is empty")
+        except ProgrammingError as exc:
+            raise ConfigError(f"--database-url is not a PostgreSQL URL: {exc}") from None
     return asyncio.run(run_demo(settings, database_url=args.database_url, show_fhir=args.show_fhir))
 
 

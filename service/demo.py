@@ -94,6 +94,7 @@ async def run_demo(
 ) -> int:
     """Print what Verity decides and writes for each scenario, then the audit trail."""
     t0 = time.perf_counter()
+    database_url = database_url or None
     fhir = await create_fhir_client(settings.fhir) if settings.fhir.base_url else None
     try:
         pills = await asyncio.to_thread(build_service, settings)

@@ -129,6 +129,15 @@ def test_demo_on_an_explicit_database_removes_its_products_and_shows_fhir(pg_dir
     assert issue["implicated"][0]["reference"] == "MedicationRequest/demo-order-3"
 
 
+@pytest.mark.parametrize("url", ["", "not a url"])
+def test_demo_refuses_a_database_url_that_is_not_one(pg_dir, url):
+    proc = _run(["demo", "--database-url", url], pg_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("verity: --database-url is not a PostgreSQL URL")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert _users_database(pg_dir) is None
+
+
 async def test_demo_delivers_to_a_real_fhir_server_before_its_database_is_dropped(
     fhir_server, pg_dir, capsys
 ):
