@@ -183,3 +183,17 @@ async def test_operational_routes_stay_open(api):
         seen.add(path)
     assert {"/health/live", "/metrics", "/docs", "/openapi.json", "/errors"} <= seen
     assert "/.well-known/oauth-protected-resource" in seen
+
+
+async def test_a_guarded_request_validates_its_token_once(api, monkeypatch):
+    """GuardedRoute checks the token before the body; the dependency reuses that principal."""
+    validator = api.app.state.token_validator
+    real, calls = validator.validate, []
+
+    async def counting(token: str) -> Any:
+        calls.append(token)
+        return await real(token)
+
+    monkeypatch.setattr(validator, "validate", counting)
+    assert (await api.get("/v1/library/products", params={"limit": 1})).status_code == 200
+    assert len(calls) == 1
