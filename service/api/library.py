@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from service.api.schemas import EnrolledOut, ProductIn, ProductOut
 from service.api.uploads import read_image_upload
-from service.auth.deps import require_scopes
+from service.auth.deps import CanManageLibrary, CanReadLibrary, GuardedRoute
 from service.deps import DbConn, Pills, Settings
 from service.errors import RequestInvalid
 from service.store import library
 
-router = APIRouter(prefix="/v1/library", tags=["library"])
-READ = [Depends(require_scopes("system/Library.rs"))]
-WRITE = [Depends(require_scopes("system/Library.cud"))]
+router = APIRouter(prefix="/v1/library", tags=["library"], route_class=GuardedRoute)
 
 
-@router.get("/products", summary="List or search products", dependencies=READ)
+@router.get("/products", summary="List or search products")
 async def list_products(
+    caller: CanReadLibrary,
     conn: DbConn,
     q: Annotated[str | None, Query(max_length=100, description="name, id or imprint")] = None,
     ndc: Annotated[str | None, Query(max_length=20)] = None,
@@ -33,32 +32,30 @@ async def list_products(
     return [ProductOut.of(p) for p in found]
 
 
-@router.post("/products", status_code=201, summary="Add a product", dependencies=WRITE)
-async def create_product(body: ProductIn, conn: DbConn) -> ProductOut:
+@router.post("/products", status_code=201, summary="Add a product")
+async def create_product(caller: CanManageLibrary, body: ProductIn, conn: DbConn) -> ProductOut:
     await library.create_product(conn, body.to_product())
     return ProductOut.of(await library.get_product(conn, body.id))
 
 
-@router.get(
-    "/products/{product_id}", summary="A product with its reference images", dependencies=READ
-)
-async def get_product(product_id: str, conn: DbConn) -> ProductOut:
+@router.get("/products/{product_id}", summary="A product with its reference images")
+async def get_product(product_id: str, caller: CanReadLibrary, conn: DbConn) -> ProductOut:
     product = await library.get_product(conn, product_id)
     return ProductOut.of(product, await library.list_reference_images(conn, product_id))
 
 
-@router.put("/products/{product_id}", summary="Replace a product's data", dependencies=WRITE)
-async def replace_product(product_id: str, body: ProductIn, conn: DbConn) -> ProductOut:
+@router.put("/products/{product_id}", summary="Replace a product's data")
+async def replace_product(
+    product_id: str, caller: CanManageLibrary, body: ProductIn, conn: DbConn
+) -> ProductOut:
     if body.id != product_id:
         raise RequestInvalid("the body's id must equal the id in the path")
     await library.replace_product(conn, body.to_product())
     return ProductOut.of(await library.get_product(conn, product_id))
 
 
-@router.delete(
-    "/products/{product_id}", status_code=204, summary="Delete a product", dependencies=WRITE
-)
-async def delete_product(product_id: str, conn: DbConn) -> Response:
+@router.delete("/products/{product_id}", status_code=204, summary="Delete a product")
+async def delete_product(product_id: str, caller: CanManageLibrary, conn: DbConn) -> Response:
     await library.delete_product(conn, product_id)
     return Response(status_code=204)
 
@@ -66,6 +63,7 @@ async def delete_product(product_id: str, conn: DbConn) -> Response:
 @router.post("/products/{product_id}/images", status_code=201, summary="Enrol a reference image")
 async def add_image(
     product_id: str,
+    caller: CanManageLibrary,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC reference photo")],
     conn: DbConn,
     pills: Pills,
@@ -86,8 +84,9 @@ async def add_image(
     "/products/{product_id}/images/{image_id}",
     status_code=204,
     summary="Remove an image",
-    dependencies=WRITE,
 )
-async def delete_image(product_id: str, image_id: int, conn: DbConn) -> Response:
+async def delete_image(
+    product_id: str, image_id: int, caller: CanManageLibrary, conn: DbConn
+) -> Response:
     await library.delete_reference_image(conn, product_id, image_id)
     return Response(status_code=204)

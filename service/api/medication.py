@@ -5,22 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 
 from service.api.schemas import VerificationListOut, VerificationOut, VerificationSummaryOut
 from service.api.uploads import read_image_upload
-from service.auth.deps import require_scopes
-from service.auth.tokens import Principal
+from service.auth.deps import CanReadVerifications, CanVerify, GuardedRoute
 from service.deps import DbConn, Pills, Settings, connection
 from service.errors import FhirNotConfigured, RequestInvalid
 from service.store import verifications as audit
 from service.verify.references import parse_reference
 from service.workflows.pill import ORDER_TYPE, Caller, PillRequest, verify_pill
 
-router = APIRouter(prefix="/v1/medication-verifications", tags=["medication verification"])
-
-Verifier = Annotated[Principal, Depends(require_scopes("system/Verification.c"))]
-Auditor = Annotated[Principal, Depends(require_scopes("system/Verification.rs"))]
+router = APIRouter(
+    prefix="/v1/medication-verifications",
+    tags=["medication verification"],
+    route_class=GuardedRoute,
+)
 
 
 @router.post(
@@ -32,7 +32,7 @@ Auditor = Annotated[Principal, Depends(require_scopes("system/Verification.rs"))
 async def create_verification(
     request: Request,
     response: Response,
-    principal: Verifier,
+    principal: CanVerify,
     pills: Pills,
     settings: Settings,
     photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP/HEIC photos")],
@@ -82,14 +82,14 @@ async def create_verification(
 
 @router.get("/{verification_id}", summary="One verification, as recorded")
 async def get_verification(
-    verification_id: str, principal: Auditor, conn: DbConn
+    verification_id: str, principal: CanReadVerifications, conn: DbConn
 ) -> VerificationOut:
     return VerificationOut.model_validate((await audit.get(conn, verification_id)).result)
 
 
 @router.get("", summary="Verifications for audit, newest first")
 async def list_verifications(
-    principal: Auditor,
+    principal: CanReadVerifications,
     conn: DbConn,
     patient: Annotated[str | None, Query(max_length=200)] = None,
     order: Annotated[str | None, Query(max_length=200, description="MedicationRequest ref")] = None,

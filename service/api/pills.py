@@ -4,25 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import APIRouter, File, UploadFile
 
 from service.api.schemas import CandidateOut, CompareOut, EmbeddingOut, IdentifyOut, PillOut
 from service.api.uploads import read_image_upload
-from service.auth.deps import require_scopes
+from service.auth.deps import CanReadLibrary, GuardedRoute
 from service.deps import DbConn, Pills, Settings
 from service.store import library
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["identification"],
-    dependencies=[Depends(require_scopes("system/Library.rs"))],
-)
+router = APIRouter(prefix="/v1", tags=["identification"], route_class=GuardedRoute)
 
 TOP_CANDIDATES = 5
 
 
 @router.post("/identify", summary="Rank library products for every pill in a photo")
 async def identify(
+    caller: CanReadLibrary,
     photo: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC photo")],
     conn: DbConn,
     pills: Pills,
@@ -61,6 +58,7 @@ async def identify(
 
 @router.post("/embeddings", summary="Embedding vector of the largest pill in an image")
 async def embeddings(
+    caller: CanReadLibrary,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC image")],
     pills: Pills,
     settings: Settings,
@@ -77,6 +75,7 @@ async def embeddings(
 
 @router.post("/compare", summary="Do two images show the same product?")
 async def compare(
+    caller: CanReadLibrary,
     image_a: Annotated[UploadFile, File(description="the pill to check")],
     image_b: Annotated[UploadFile, File(description="a reference image of the product")],
     pills: Pills,

@@ -1,4 +1,5 @@
 import io
+import time
 import uuid
 
 import numpy as np
@@ -162,6 +163,32 @@ async def test_library_needs_a_token_and_the_write_scope(api, auth_server):
     assert (await api.get("/v1/library/products", headers=headers)).status_code == 200
     denied = await api.post("/v1/library/products", json={"id": "x-denied"}, headers=headers)
     assert denied.status_code == 403 and denied.json()["code"] == "VERITY-4030"
+
+
+async def test_enrolment_needs_a_token_with_the_write_scope_and_stores_nothing(api, auth_server):
+    """Regression: a reference image could be enrolled without any token (a poisoned library
+    makes a wrong pill come back as MATCH)."""
+    pid = await _new_product(api)
+    url = f"/v1/library/products/{pid}/images"
+    photo = {"image": ("ref.jpg", pill_image(*REF), "image/jpeg")}
+    anonymous = await api.post(url, files=photo, headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "VERITY-4010"
+    assert await _counts(api, pid) == 0
+    now = int(time.time())
+    reader = auth_server.sign(
+        {
+            "iss": auth_server.issuer, "aud": auth_server.api_audience, "sub": "reader",
+            "client_id": "reader", "iat": now, "exp": now + 300, "scope": "system/Library.rs",
+        }
+    )  # fmt: skip
+    denied = await api.post(url, files=photo, headers={"Authorization": f"Bearer {reader}"})
+    assert denied.status_code == 403 and denied.json()["code"] == "VERITY-4030", denied.text
+    assert await _counts(api, pid) == 0
+    # the same token reads the library: only the write scope was missing
+    readable = await api.get(
+        f"/v1/library/products/{pid}", headers={"Authorization": f"Bearer {reader}"}
+    )
+    assert readable.status_code == 200 and readable.json()["images"] == []
 
 
 @pytest.mark.slow
