@@ -177,7 +177,7 @@ def test_import_then_verify_pill_and_outbox_status(pg_dir, tmp_path):
     (tmp_path / "order.json").write_text(json.dumps(demo_order(simva, "o-1", "Patient/p-1")))
     (tmp_path / "photo.jpg").write_bytes(phone_photo(simva, seed=3))
     verify = _run(["verify-pill", "--medication-request", str(tmp_path / "order.json"),
-                   "--photo", str(tmp_path / "photo.jpg")], pg_dir)  # fmt: skip
+                   "--photo", str(tmp_path / "photo.jpg"), "--json"], pg_dir)  # fmt: skip
     assert verify.returncode == 0, verify.stderr
     result = json.loads(verify.stdout)
     assert result["order_ref"] == "MedicationRequest/o-1"
