@@ -11,8 +11,8 @@ from typing import Any
 
 from service.config import Settings
 from service.errors import FhirNotConfigured
-from service.evaluation import build_service
 from service.fhir.client import create_fhir_client
+from service.pipeline import load_pill_service
 from service.store.database import Database
 from service.verify.references import parse_reference
 from service.workflows import pill
@@ -42,7 +42,7 @@ async def _verify_pill(args: argparse.Namespace, settings: Settings) -> int:
             source = fhir
             order_ref = parse_reference(args.medication_request, ORDER_TYPE, fhir.base_url)
         await db.start()
-        pills = await asyncio.to_thread(build_service, settings)
+        pills = await asyncio.to_thread(load_pill_service, settings)
         req = PillRequest(order_ref, photos, caller=Caller(subject="verity cli"))
         deliver = fhir is not None and source is fhir
         _, recorded = await pill.verify_pill(

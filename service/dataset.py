@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,11 @@ class DatasetProduct:
     product: Product
     references: list[Path]  # images that enrol it (refs, else photo_1 when it has 2+ photos)
     queries: list[Path]  # the other photos
+
+    def reference_images(self) -> Iterator[tuple[str, bytes]]:
+        """(file name, bytes) of each enrolment image, read when asked for."""
+        for path in self.references:
+            yield path.name, path.read_bytes()
 
 
 def _photo_number(path: Path) -> int:

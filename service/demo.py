@@ -13,13 +13,12 @@ import psycopg
 
 from service.config import Settings
 from service.demo_library import DEMO_PILLS, DemoPill, demo_order, phone_photo, reference_images
-from service.evaluation import build_service
 from service.fhir.client import create_fhir_client
-from service.pipeline import PillService
-from service.store import library
+from service.pipeline import Connect, PillService, load_pill_service, reuse
 from service.store.database import Database
+from service.workflows.library import enrol_products
 from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import Caller, Connect, PillRequest, verify_pill
+from service.workflows.pill import Caller, PillRequest, verify_pill
 from service.writeback.relay import deliver_batch, outbox_status
 
 PATIENT = "Patient/demo-patient-1"
@@ -35,14 +34,9 @@ SCENARIOS = [
 
 async def enrol_demo_library(conn: psycopg.AsyncConnection, pills: PillService) -> int:
     """Upsert the rendered products and enrol their references (idempotent: same bytes)."""
-    count = 0
-    for pill in DEMO_PILLS:
-        async with conn.transaction():
-            await library.upsert_product(conn, pill.product)
-            for i, image in enumerate(reference_images(pill)):
-                await pills.enrol(conn, pill.product.id, image, source=f"rendered-{i}")
-                count += 1
-    return count
+    entries = ((p.product, ((f"rendered-{i}", im) for i, im in enumerate(reference_images(p))))
+               for p in DEMO_PILLS)  # fmt: skip
+    return (await enrol_products(pills, reuse(conn), entries)).images
 
 
 def _resources(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,7 +51,7 @@ async def run_demo(settings: Settings) -> int:
     fhir = await create_fhir_client(settings.fhir) if settings.fhir.base_url else None
     try:
         await db.start()
-        pills = await asyncio.to_thread(build_service, settings)
+        pills = await asyncio.to_thread(load_pill_service, settings)
         where = "embedded PostgreSQL" if db.embedded else "DATABASE_URL"
         print(f"Verity demo: {where} under {settings.data_dir}, model {pills.model_version}")
         async with db.pool.connection() as conn:
