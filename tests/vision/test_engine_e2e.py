@@ -13,7 +13,9 @@ import pytest
 from service.config import Settings
 from service.evaluation import evaluate_pills
 
-pytestmark = pytest.mark.slow
+# The whole protocol (enrol 25 products, 70 queries) runs in the first test's setup: about a
+# minute on an idle 2-core machine, several on a shared one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 # Queries whose product the engine must put first (clear imprint, colour and shape).
 KNOWN = [
