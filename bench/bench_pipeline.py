@@ -2,12 +2,15 @@
 
     python bench/bench_pipeline.py [DATASET_DIR] [--photos N]
 
-Prints figures only (no asserts): machines differ. RSS is read after all models are loaded.
+The product's own path (settings from the environment, the library workflow, the pgvector
+shortlist and fused ranking) on the evaluation harness's throwaway database. Prints figures
+only (no asserts): machines differ. RSS is read after all models are loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import resource
 import sys
 import time
@@ -18,14 +21,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service.config import load_settings  # noqa: E402
+from service.dataset import read_dataset  # noqa: E402
 from service.errors import ClientError  # noqa: E402
-from service.evaluate_pills import InMemoryReferenceStore, build_engine, load_products, plan  # noqa: E402
+from service.evaluation import evaluation_database  # noqa: E402
 from service.models.embedder import preprocess, run_onnx  # noqa: E402
 from service.models.ocr import ocr_input, relief  # noqa: E402
+from service.pipeline import Connect, PillService, load_pill_service, reuse  # noqa: E402
 from service.vision.decode import decode_image  # noqa: E402
 from service.vision.descriptors import masked, ocr_band, upright_crop  # noqa: E402
 from service.vision.engine import QUERY_TURNS  # noqa: E402
 from service.vision.segment import find_pills  # noqa: E402
+from service.workflows.library import enrol_products  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -43,48 +50,46 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "dataset", nargs="?", type=Path, default=ROOT / ".." / "shared" / "data" / "pills"
-    )
-    parser.add_argument("--photos", type=int, default=30)
-    args = parser.parse_args()
+async def run(dataset: Path, photos: int) -> None:
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    engine = build_engine()
+    settings = load_settings()
+    service = load_pill_service(settings)
+    engine = service.engine
     load_s = time.perf_counter() - t0
     print(f"models loaded in {load_s:.2f} s; RSS {rss0:.0f} MB -> {rss_mb():.0f} MB")
     for status in engine.registry.status():
         print(f"  {status}")
-    products = load_products(args.dataset)
-    enrol, queries = plan(args.dataset, products)
-    store = InMemoryReferenceStore()
-    t0 = time.perf_counter()
-    for pid, path in enrol:
-        rgb = decode_image(path.read_bytes(), engine.limits)
-        store.add(engine.enrol_image(rgb, pid, f"{pid}/{path.stem}", path.stem))
-    print(
-        f"enrolled {len(enrol)} images ({len(store.views)} views) in "
-        f"{time.perf_counter() - t0:.2f} s"
-    )
-    library = {p: products[p] for p in {v.product_id for v in store.views}}
+    products = read_dataset(dataset)
+    queries = [path for d in products for path in d.queries]
+    async with evaluation_database(settings) as conn:
+        connect = reuse(conn)
+        t0 = time.perf_counter()
+        entries = ((d.product, d.reference_images()) for d in products)
+        done = await enrol_products(service, connect, entries)
+        print(f"enrolled {done.images} images in {time.perf_counter() - t0:.2f} s")
+        await measure(service, connect, queries[:photos])
+
+
+async def measure(service: PillService, connect: Connect, queries: list[Path]) -> None:
+    engine = service.engine
     stages: dict[str, list[float]] = {}
     pure_embed: list[float] = []
     pure_ocr: list[float] = []
     ocr_model = engine.registry.get("ocr").runtime if engine.registry.settings.ocr else None
     emb_model = engine.registry.get(engine.embedder)
     skipped = 0
-    for _pid, path in queries[: args.photos]:
+    for path in queries:
         data = path.read_bytes()
         t_total = time.perf_counter()
         try:
-            result = engine.analyse_bytes(data)
+            result = await service.analyse(data)
         except ClientError:
             skipped += 1  # no pill / too many pills: nothing to rank
             continue
         t = time.perf_counter()
-        engine.identify_photo(result, list(store.candidates(result.pills[0])), library)
+        for pill, crops in zip(result.pills, result.crops, strict=True):
+            await service.rank(connect, pill, crops=crops)
         result.timings["rank"] = (time.perf_counter() - t) * 1000
         result.timings["total"] = (time.perf_counter() - t_total) * 1000
         for k, v in result.timings.items():
@@ -123,6 +128,16 @@ def main() -> None:
         )
     print(f"\nper-model call stats: {engine.registry.latency()}")
     print(f"RSS at end: {rss_mb():.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "dataset", nargs="?", type=Path, default=ROOT / ".." / "shared" / "data" / "pills"
+    )
+    parser.add_argument("--photos", type=int, default=30)
+    args = parser.parse_args()
+    asyncio.run(run(args.dataset, args.photos))
 
 
 if __name__ == "__main__":

@@ -261,9 +261,9 @@ async def run_clients(
 def floor_analyse(photos: list[bytes], rounds: int) -> list[float]:
     """In-process PillService.analyse (decode, find, embed, OCR; no HTTP, no database)."""
     from service.config import load_settings
-    from service.evaluation import build_service
+    from service.pipeline import load_pill_service
 
-    service = build_service(load_settings())
+    service = load_pill_service(load_settings())
 
     async def go() -> list[float]:
         await service.analyse(photos[0])  # warm-up

@@ -2,9 +2,11 @@
 
 Model: conditional logit over the library with a "none of them" option (the form `rank` uses):
 P(query is product j) = exp(l_j) / (1 + sum_k exp(l_k)), l_j = bias + w . evidence_j, with the
-evidence of service.verify.evidence.FEATURES. Seven numbers, fitted by Newton's method with an
-L2 ridge on standardised features, on the queries of a dataset in the shared format (the
-protocol of service.evaluate_pills). Reported: leave-one-product-out cross-validation (every
+features of service.verify.features.FEATURES. Seven numbers, fitted by Newton's method with an
+L2 ridge on standardised features, on the queries of a dataset in the shared format, as the
+product's own evaluation (`verity evaluate pills`, service.evaluation) ranks them: the same
+pgvector shortlist, the features each candidate's evidence records (4 decimals), the
+environment's settings. Reported: leave-one-product-out cross-validation (every
 query scored by coefficients fitted without any photo of its product), so the choice of
 match threshold is made on held-out scores, and the in-sample figures for comparison.
 
@@ -14,47 +16,48 @@ match threshold is made on held-out scores, and the in-sample figures for compar
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.errors import ClientError  # noqa: E402
-from service.evaluate_pills import InMemoryReferenceStore, build_engine, load_products, plan  # noqa: E402
-from service.verify.evidence import FEATURES, product_evidence  # noqa: E402
-from service.verify.pills import DEFAULT_FUSION  # noqa: E402
-from service.vision.decode import decode_image  # noqa: E402
+from service.config import load_settings  # noqa: E402
+from service.dataset import read_dataset  # noqa: E402
+from service.evaluation import evaluate_pills  # noqa: E402
+from service.pipeline import product_ref  # noqa: E402
+from service.verify.features import FEATURES  # noqa: E402
+from service.verify.pills import interchangeable_group  # noqa: E402
 
 RIDGE = 1.0
 THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8)
-Sample = tuple[str, list[str], np.ndarray]  # true product, candidate ids, evidence matrix
+Sample = tuple[str, list[str], np.ndarray]  # true product, candidate ids, feature matrix
 
 
-def collect(dataset: Path) -> tuple[list[Sample], list[str], dict[str, str]]:
-    """Evidence matrices for every query of the protocol (queries without a pill: skipped)."""
-    engine = build_engine(DEFAULT_FUSION)  # evidence only: the fusion being fitted is not used
-    products = load_products(dataset)
-    enrol, queries = plan(dataset, products)
-    store = InMemoryReferenceStore()
-    for pid, path in enrol:
-        rgb = decode_image(path.read_bytes(), engine.limits)
-        store.add(engine.enrol_image(rgb, pid, f"{pid}/{path.stem}", path.stem))
+def collect(dataset: Path) -> tuple[list[Sample], list[str], dict[str, Any], list[str]]:
+    """Feature matrices of every query's candidates from the evaluation harness (queries where
+    no pill was found are skipped), the enrolled products, their clinical-drug groups, and the
+    true product of every query (refused ones included). The fusion being fitted plays no part:
+    the shortlist and the features do not depend on it (nor does a cascade unless configured)."""
+    result = asyncio.run(evaluate_pills(dataset, load_settings(), details=True))
     samples: list[Sample] = []
-    for pid, path in queries:
-        try:
-            pill = engine.analyse_bytes(path.read_bytes()).pills[0]
-        except ClientError:
+    for row in result["rows"]:
+        if row["error"] or not row["ranked"]:
             continue
-        ev = product_evidence(pill, store.views)
-        ids = sorted(ev)
-        samples.append((pid, ids, np.array([[ev[p][f] for f in FEATURES] for p in ids])))
-    library = sorted({p for p, _ in enrol})
-    return samples, library, {p: products[p].clinical_drug for p in products}
+        ids = sorted(c.product_id for c in row["ranked"])
+        ev = {c.product_id: c.evidence for c in row["ranked"]}
+        x = np.array([[float(ev[p][f]) for f in FEATURES] for p in ids])
+        samples.append((row["product"], ids, x))
+    products = read_dataset(dataset)
+    library = sorted(d.product.id for d in products if d.references)
+    drug = {d.product.id: interchangeable_group(product_ref(d.product)) for d in products}
+    return samples, library, drug, [row["product"] for row in result["rows"]]
 
 
 def _objective(
@@ -108,13 +111,13 @@ def report(
     samples: list[Sample],
     probs: list[np.ndarray],
     library: list[str],
-    drug: dict[str, str],
+    drug: dict[str, Any],
     queries: list[str],
 ) -> dict[str, dict[str, float]]:
     """Top-1 and, per threshold, TAR/FAR over all (query, prescribed) pairs of the protocol.
 
     `queries` holds the true product of every query photo, refused ones included, so the
-    denominators are those of service.evaluate_pills: identification queries are those of an
+    denominators are those of service.evaluation: identification queries are those of an
     enrolled product, positives are the (query, library product) pairs of the same clinical
     drug, and a top-1 hit is a winning clinical drug equal to the query's.
     """
@@ -125,7 +128,7 @@ def report(
     for thr in THRESHOLDS:
         tp = fp = hits = 0
         for (pid, ids, _), p in zip(samples, probs, strict=True):
-            group: dict[str, float] = {}
+            group: dict[Any, float] = {}
             for i, prob in zip(ids, p, strict=True):
                 group[drug[i]] = group.get(drug[i], 0.0) + float(prob)
             best = max(group, key=lambda g: group[g])
@@ -151,8 +154,7 @@ def main() -> None:
         "--out", type=Path, default=ROOT / "service" / "models" / "bundled" / "pill-fusion.json"
     )
     args = parser.parse_args()
-    samples, library, drug = collect(args.dataset)
-    queries = [pid for pid, _ in plan(args.dataset, load_products(args.dataset))[1]]
+    samples, library, drug, queries = collect(args.dataset)
     cv_probs: list[np.ndarray] = [np.zeros(0)] * len(samples)
     for held in sorted({s[0] for s in samples}):
         w, b = fit([s for s in samples if s[0] != held])

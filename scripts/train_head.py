@@ -1,7 +1,7 @@
 """Train the pill head: a WCCN projection that ignores lighting/blur/rotation nuisances.
 
 Data recipe (references only, never a query photo): every enrolment image of a dataset in the
-shared format (ref_*.jpg, else photo_1.jpg, as service.evaluate_pills.plan picks them) is
+shared format (ref_*.jpg, else photo_1.jpg, as service.dataset.read_dataset picks them) is
 augmented AUGS times — per-channel colour cast x[0.7,1.35], gamma [0.7,1.4], random rotation,
 downscale of the whole frame to [0.15,1] (small far pills), JPEG quality [40,95] — and run
 through the engine's own pill finder and crop pipeline, then the frozen embedder. The head
@@ -62,13 +62,14 @@ def pill_crop(rgb: np.ndarray) -> np.ndarray:
 def collect(dataset: Path) -> tuple[np.ndarray, np.ndarray]:
     """Augmented embeddings of every enrolment image and their source-image labels."""
     from service.config import LimitSettings, ModelSettings
-    from service.evaluate_pills import load_products, plan
+    from service.dataset import read_dataset
     from service.models.embedder import embed
     from service.models.registry import ModelRegistry
     from service.vision.decode import decode_image
 
     registry = ModelRegistry(ModelSettings(ocr=False, head=None)).load()
-    enrol, _ = plan(dataset, load_products(dataset))
+    products = sorted(read_dataset(dataset), key=lambda d: d.product.id)
+    enrol = [(d.product.id, path) for d in products for path in d.references]
     rng = np.random.default_rng(SEED)
     feats, labels = [], []
     for i, (_pid, path) in enumerate(enrol):

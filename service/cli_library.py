@@ -13,17 +13,17 @@ import psycopg
 
 from service.config import Settings
 from service.dataset import read_dataset
-from service.errors import FileUnreadable, VerityError
-from service.store import library
+from service.pipeline import reuse
 from service.store.database import Database
 from service.store.pool import connect
+from service.workflows.library import enrol_products
 
 
 async def _with_library(settings: Settings, work: Any) -> Any:
     """Run `work(conn, pills)` against the configured database with the models loaded."""
-    from service.evaluation import build_service
+    from service.pipeline import load_pill_service
 
-    pills = await asyncio.to_thread(build_service, settings)
+    pills = await asyncio.to_thread(load_pill_service, settings)
     db = Database(settings)
     try:
         await db.start()
@@ -38,21 +38,9 @@ def library_import(args: argparse.Namespace, settings: Settings) -> int:
     dataset = read_dataset(Path(args.directory))
 
     async def work(conn: psycopg.AsyncConnection, pills: Any) -> tuple[int, int, int]:
-        images = new = 0
-        for d in dataset:
-            async with conn.transaction():
-                await library.upsert_product(conn, d.product)
-                for path in d.references:
-                    try:
-                        result = await pills.enrol(conn, d.product.id, path.read_bytes(),
-                                                   source=path.name)  # fmt: skip
-                    except VerityError as exc:  # say which file; earlier products stay imported
-                        raise type(exc)(f"{path}: {exc.detail}") from None
-                    except OSError as exc:
-                        raise FileUnreadable(f"{path}: {exc.strerror or exc}") from None
-                    images += 1
-                    new += result.added
-        return len(dataset), images, new
+        entries = ((d.product, d.reference_images()) for d in dataset)
+        done = await enrol_products(pills, reuse(conn), entries)
+        return done.products, done.images, done.added
 
     products, images, new = asyncio.run(_with_library(settings, work))
     print(f"imported {products} products, {images} reference images ({new} new)")

@@ -17,8 +17,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
 from service.errors import DatabaseUnavailable, FhirNotConfigured, FileUnreadable
-from service.evaluation import build_service
 from service.fhir.client import FhirClient, create_fhir_client
+from service.pipeline import load_pill_service
 from service.store.database import Database
 from service.verify.references import parse_reference
 from service.verify.results import Finding, PillVerification, ProductRef, Verdict
@@ -92,7 +92,7 @@ async def _verify_pill(args: argparse.Namespace, settings: Settings) -> int:
     try:
         source, order_ref = await _order(args.medication_request, fhir)
         await db.start()
-        pills = await asyncio.to_thread(build_service, settings)
+        pills = await asyncio.to_thread(load_pill_service, settings)
         req = PillRequest(order_ref, photos, caller=Caller(subject="verity cli"))
         connect = partial(_rolled_back, db.pool) if dry_run else db.pool.connection
         v, recorded = await pill.verify_pill(

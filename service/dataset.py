@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,15 @@ class DatasetProduct:
     product: Product
     references: list[Path]  # images that enrol it (refs, else photo_1 when it has 2+ photos)
     queries: list[Path]  # the other photos
+
+    def reference_images(self) -> Iterator[tuple[str, bytes]]:
+        """(file name, bytes) of each enrolment image, read when asked for."""
+        for path in self.references:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise FileUnreadable(f"{path}: {exc.strerror or exc}") from None
+            yield path.name, data
 
 
 def _photo_number(path: Path) -> int:

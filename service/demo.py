@@ -17,16 +17,16 @@ from pydantic import SecretStr
 from service.config import Settings
 from service.demo_library import DEMO_PILLS, DemoPill, demo_order, phone_photo, reference_images
 from service.errors import UnknownProduct
-from service.evaluation import build_service
 from service.fhir.client import create_fhir_client
-from service.pipeline import PillService
+from service.pipeline import Connect, PillService, load_pill_service, reuse
 from service.store import library, migrate
 from service.store import verifications as audit
 from service.store.database import Database
 from service.store.embedded import throwaway_database
 from service.verify.results import Finding, PillResult, PillVerification, Verdict
+from service.workflows.library import enrol_products
 from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import Caller, Connect, PillRequest, verify_pill
+from service.workflows.pill import Caller, PillRequest, verify_pill
 from service.writeback.relay import deliver_batch, outbox_status
 
 PATIENT = "Patient/demo-patient-1"
@@ -45,14 +45,9 @@ _INDENT = " " * 10  # under the text after "Verdict:  "
 
 async def enrol_demo_library(conn: psycopg.AsyncConnection, pills: PillService) -> int:
     """Upsert the rendered products and enrol their references (idempotent: same bytes)."""
-    count = 0
-    for pill in DEMO_PILLS:
-        async with conn.transaction():
-            await library.upsert_product(conn, pill.product)
-            for i, image in enumerate(reference_images(pill)):
-                await pills.enrol(conn, pill.product.id, image, source=f"rendered-{i}")
-                count += 1
-    return count
+    entries = ((p.product, ((f"rendered-{i}", im) for i, im in enumerate(reference_images(p))))
+               for p in DEMO_PILLS)  # fmt: skip
+    return (await enrol_products(pills, reuse(conn), entries)).images
 
 
 async def remove_demo_library(conn: psycopg.AsyncConnection) -> None:
@@ -97,7 +92,7 @@ async def run_demo(
     database_url = database_url or None
     fhir = await create_fhir_client(settings.fhir) if settings.fhir.base_url else None
     try:
-        pills = await asyncio.to_thread(build_service, settings)
+        pills = await asyncio.to_thread(load_pill_service, settings)
         async with _demo_database(settings, database_url) as db:
             _header(settings, pills, database_url is not None)
             try:

@@ -79,10 +79,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
 async def _load_models(app: FastAPI, settings: Settings) -> None:
     """Load every model once; a failure leaves the service up but not ready (503)."""
-    from service.evaluation import build_service
+    from service.pipeline import load_pill_service
 
     try:
-        service = await asyncio.to_thread(build_service, settings)
+        service = await asyncio.to_thread(load_pill_service, settings)
     except (VerityError, OSError, ValueError) as exc:
         error = str(exc)
         log.error("models failed to load", extra={"error": error})

@@ -1,11 +1,17 @@
 """Pill identification over the stored library: the engine (CPU, in worker threads) joined to
-pgvector (shortlist) and the product table. Used by the API, the CLI and the evaluation."""
+pgvector (shortlist) and the product table, and the loader that builds it from settings. Used
+by the API, the CLI, the demo and the evaluation.
+
+Models run without a database connection: callers pass a `Connect` factory, and a connection
+is taken only around each database step (a cascade embedder runs between two of them).
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -13,17 +19,33 @@ import anyio
 import numpy as np
 import psycopg
 
-from service.config import SearchSettings
+from service.config import DecisionSettings, SearchSettings, Settings
+from service.models.registry import ModelRegistry
 from service.store import library, vectors
 from service.store.library import Product
-from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView
+from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, unsure
+from service.verify.records import QueryPill, ReferenceView
+from service.verify.results import Candidate, ProductRef
 from service.vision.decode import decode_image
 from service.vision.engine import PhotoResult, PillEngine
+from service.vision.fusion_io import load_fusion
+
+Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
 
 
-def product_info(p: Product) -> ProductInfo:
-    """The engine's view of a product: products with equal clinical-drug keys are one drug."""
-    return ProductInfo(p.id, p.clinical_drug)
+def reuse(conn: psycopg.AsyncConnection) -> Connect:
+    """A `Connect` that hands out one connection the caller already holds (CLI, evaluation)."""
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[psycopg.AsyncConnection]:
+        yield conn
+
+    return connect
+
+
+def product_ref(p: Product) -> ProductRef:
+    """A stored product as results name it (with its clinical-drug key, for grouping)."""
+    return ProductRef(p.id, p.name, tuple(p.ndcs), p.rxcui, p.clinical_drug)
 
 
 @dataclass(frozen=True)
@@ -35,18 +57,43 @@ class Enrolled:
 
 
 @dataclass(frozen=True)
+class PreparedReference:
+    """A reference image measured by the models, ready to store (no database touched yet)."""
+
+    data: bytes
+    sha256: str
+    width: int
+    height: int
+    side: str
+    views: list[ReferenceView]
+
+    @property
+    def imprint_read(self) -> str | None:
+        return next((v.imprint_read for v in self.views if v.imprint_read), None)
+
+
+@dataclass(frozen=True)
 class RankedPill:
     pill: QueryPill
     candidates: list[Candidate]
 
 
 class PillService:
-    """Long-lived (one per process): holds the engine and bounds concurrent CPU work."""
+    """Long-lived (one per process): holds the engine and the fused score, and bounds
+    concurrent CPU work."""
 
     def __init__(
-        self, engine: PillEngine, max_parallel: int = 1, search: SearchSettings | None = None
+        self,
+        engine: PillEngine,
+        decision: DecisionSettings,
+        fusion: FusionModel = DEFAULT_FUSION,
+        *,
+        max_parallel: int = 1,
+        search: SearchSettings | None = None,
     ) -> None:
         self.engine = engine
+        self.decision = decision
+        self.fusion = fusion
         # Shortlist: each reference image gives ~16 views, so 500 views are the ~30-50 most
         # similar products: enough that the open-set probability sees every plausible
         # competitor (products far away add ~0).
@@ -68,33 +115,36 @@ class PillService:
         vector: np.ndarray = result.pills[0].embeddings[0]
         return vector
 
-    async def enrol(
-        self,
-        conn: psycopg.AsyncConnection,
-        product_id: str,
-        data: bytes,
-        *,
-        side: str = "front",
-        source: str | None = None,
-    ) -> Enrolled:
-        """Store a reference image with its embedded views; read its imprint if none is known."""
+    async def prepare_reference(self, data: bytes, *, side: str = "front") -> PreparedReference:
+        """Decode a reference image and compute its views (models only, no database)."""
         rgb = await anyio.to_thread.run_sync(
             decode_image, data, self.engine.limits, limiter=self._cpu
         )
+        side = side if side in ("front", "back") else "unknown"
         sha = hashlib.sha256(data).hexdigest()
-        image_id, added = await library.add_reference_image(
-            conn, product_id, sha256=sha, width=int(rgb.shape[1]), height=int(rgb.shape[0]),
-            side=side if side in ("front", "back") else "unknown", source=source, image=data,
-        )  # fmt: skip
         views = await anyio.to_thread.run_sync(
-            partial(self.engine.enrol_image, rgb, product_id, str(image_id), side),
-            limiter=self._cpu,
+            partial(self.engine.enrol_image, rgb, "", sha, side), limiter=self._cpu
         )
-        await self._store_views(conn, image_id, product_id, views)
-        imprint = next((v.imprint_read for v in views if v.imprint_read), None)
-        if imprint:
-            await library.set_ocr_imprint(conn, product_id, imprint)
-        return Enrolled(image_id, added, len(views), imprint)
+        return PreparedReference(data, sha, int(rgb.shape[1]), int(rgb.shape[0]), side, views)
+
+    async def store_reference(
+        self,
+        conn: psycopg.AsyncConnection,
+        product_id: str,
+        ref: PreparedReference,
+        *,
+        source: str | None = None,
+    ) -> Enrolled:
+        """Store a prepared reference image with its views; record its imprint if none is
+        known (database only: run it in the caller's transaction)."""
+        image_id, added = await library.add_reference_image(
+            conn, product_id, sha256=ref.sha256, width=ref.width, height=ref.height,
+            side=ref.side, source=source, image=ref.data,
+        )  # fmt: skip
+        await self._store_views(conn, image_id, product_id, ref.views)
+        if ref.imprint_read:
+            await library.set_ocr_imprint(conn, product_id, ref.imprint_read)
+        return Enrolled(image_id, added, len(ref.views), ref.imprint_read)
 
     async def _store_views(
         self,
@@ -134,23 +184,26 @@ class PillService:
 
     async def rank(
         self,
-        conn: psycopg.AsyncConnection,
+        connect: Connect,
         pill: QueryPill,
         *,
         crops: Sequence[np.ndarray] = (),
         always_include: Sequence[str] = (),
     ) -> list[Candidate]:
         """Rank with the first embedder; while unsure, with the next ones of the cascade (each
-        on its own stored vectors). `crops` are the pill's embedder inputs (PhotoResult.crops);
-        without them only the first embedder runs."""
-        ranked = await self._rank_one(conn, pill, always_include)
+        on its own stored vectors, its model run with no connection held). `crops` are the
+        pill's embedder inputs (PhotoResult.crops); without them only the first embedder runs."""
+        async with connect() as conn:
+            ranked = await self._rank_one(conn, pill, always_include)
+        margin = self.engine.registry.settings.cascade_margin
         for name in self.engine.registry.settings.embedders[1:] if crops else ():
-            if not self.engine.unsure(ranked):
+            if not unsure(ranked, margin):
                 break
             staged = await anyio.to_thread.run_sync(
                 self.engine.restage, pill, name, list(crops), limiter=self._cpu
             )
-            ranked = await self._rank_one(conn, staged, always_include)
+            async with connect() as conn:
+                ranked = await self._rank_one(conn, staged, always_include)
             for c in ranked:
                 c.evidence["cascade_model"] = name
         return ranked
@@ -175,9 +228,9 @@ class PillService:
             return []
         views = await vectors.views_for_products(conn, version, sorted(ids))
         products = await library.get_products(conn, sorted(ids))
-        infos = {pid: product_info(p) for pid, p in products.items()}
+        refs = {pid: product_ref(p) for pid, p in products.items()}
         return await anyio.to_thread.run_sync(
-            self.engine.identify, pill, views, infos, limiter=self._cpu
+            rank, pill, views, refs, self.decision, self.fusion, limiter=self._cpu
         )
 
     async def compare(self, data_a: bytes, data_b: bytes) -> tuple[float, float, Candidate]:
@@ -192,18 +245,26 @@ class PillService:
         )
         pill = photo_a.pills[0]
         a, b = pill.embeddings[0], views[0].embedding
-        ranked = await anyio.to_thread.run_sync(
-            self.engine.identify, pill, views, {"b": ProductInfo("b")}, limiter=self._cpu
-        )
+        ranked = rank(pill, views, {"b": ProductRef("b")}, self.decision, self.fusion)
         return float(a @ b), float(np.linalg.norm(a - b)), ranked[0]
 
     async def identify(
-        self, conn: psycopg.AsyncConnection, data: bytes, *, always_include: Sequence[str] = ()
+        self, connect: Connect, data: bytes, *, always_include: Sequence[str] = ()
     ) -> tuple[PhotoResult, list[RankedPill]]:
-        """Every pill in the photo with its ranked candidates."""
+        """Every pill in the photo with its ranked candidates (the photo analysed before any
+        connection is taken)."""
         result = await self.analyse(data)
         ranked = [
-            RankedPill(p, await self.rank(conn, p, crops=c, always_include=always_include))
+            RankedPill(p, await self.rank(connect, p, crops=c, always_include=always_include))
             for p, c in zip(result.pills, result.crops, strict=True)
         ]
         return result, ranked
+
+
+def load_pill_service(settings: Settings) -> PillService:
+    """Load every pill model once (the app, the CLI, the demo and the evaluation share this)."""
+    registry = ModelRegistry(settings.models).load()
+    engine = PillEngine(registry, settings.limits)
+    return PillService(
+        engine, settings.decision, load_fusion(settings.models.dir), search=settings.search
+    )

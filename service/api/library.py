@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 
 from service.api.schemas import EnrolledOut, ProductIn, ProductOut
 from service.api.uploads import read_image_upload
 from service.auth.deps import CanManageLibrary, CanReadLibrary, GuardedRoute
-from service.deps import DbConn, Pills, Settings
+from service.deps import DbConn, Pills, Settings, connection
 from service.errors import RequestInvalid
 from service.store import library
 
@@ -62,18 +62,20 @@ async def delete_product(product_id: str, caller: CanManageLibrary, conn: DbConn
 
 @router.post("/products/{product_id}/images", status_code=201, summary="Enrol a reference image")
 async def add_image(
+    request: Request,
     product_id: str,
     caller: CanManageLibrary,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC reference photo")],
-    conn: DbConn,
     pills: Pills,
     settings: Settings,
     side: Annotated[Literal["front", "back", "unknown"], Form()] = "front",
 ) -> EnrolledOut:
     data = await read_image_upload(image, settings.limits)
-    await library.get_product(conn, product_id)  # 404 before any model work
-    async with conn.transaction():
-        result = await pills.enrol(conn, product_id, data, side=side, source=image.filename)
+    async with connection(request) as conn:
+        await library.get_product(conn, product_id)  # 404 before any model work
+    prepared = await pills.prepare_reference(data, side=side)  # no connection held meanwhile
+    async with connection(request) as conn, conn.transaction():
+        result = await pills.store_reference(conn, product_id, prepared, source=image.filename)
     return EnrolledOut(
         image_id=result.image_id, added=result.added, views=result.views,
         imprint_read=result.imprint_read, model_version=pills.model_version,

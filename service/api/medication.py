@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
 
@@ -28,6 +28,7 @@ router = APIRouter(
     status_code=201,
     summary="Verify the pill(s) in one or more photos against a MedicationRequest",
     responses={200: {"description": "A retry with the same Idempotency-Key: the first result"}},
+    response_model=VerificationOut,
 )
 async def create_verification(
     request: Request,
@@ -44,7 +45,7 @@ async def create_verification(
     idempotency_key: Annotated[
         str | None, Header(max_length=200, description="retry-safe key chosen by the client")
     ] = None,
-) -> VerificationOut:
+) -> dict[str, Any]:
     fhir = request.app.state.fhir
     if fhir is None:
         raise FhirNotConfigured("set VERITY_FHIR__BASE_URL to verify against EHR orders")
@@ -70,21 +71,23 @@ async def create_verification(
             )
         if earlier is not None:
             response.status_code = 200
-            return VerificationOut.model_validate(earlier.result)
+            return earlier.result
     _, recorded = await verify_pill(
         pills, settings, req, fhir, lambda: connection(request), deliver=True
     )
     if not recorded.created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/medication-verifications/{recorded.result['id']}"
-    return VerificationOut.model_validate(recorded.result)
+    return recorded.result
 
 
-@router.get("/{verification_id}", summary="One verification, as recorded")
+@router.get(
+    "/{verification_id}", summary="One verification, as recorded", response_model=VerificationOut
+)
 async def get_verification(
     verification_id: str, principal: CanReadVerifications, conn: DbConn
-) -> VerificationOut:
-    return VerificationOut.model_validate((await audit.get(conn, verification_id)).result)
+) -> dict[str, Any]:
+    return (await audit.get(conn, verification_id)).result
 
 
 @router.get("", summary="Verifications for audit, newest first")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 
 from service.api.schemas import CandidateOut, CompareOut, EmbeddingOut, IdentifyOut, PillOut
 from service.api.uploads import read_image_upload
 from service.auth.deps import CanReadLibrary, GuardedRoute
-from service.deps import DbConn, Pills, Settings
-from service.store import library
+from service.deps import Pills, Settings, connection
 
 router = APIRouter(prefix="/v1", tags=["identification"], route_class=GuardedRoute)
 
@@ -20,15 +19,14 @@ TOP_CANDIDATES = 5
 @router.post("/identify", summary="Rank library products for every pill in a photo")
 async def identify(
     caller: CanReadLibrary,
+    request: Request,
     photo: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC photo")],
-    conn: DbConn,
     pills: Pills,
     settings: Settings,
 ) -> IdentifyOut:
     data = await read_image_upload(photo, settings.limits)
-    result, ranked = await pills.identify(conn, data)
-    ids = sorted({c.product_id for r in ranked for c in r.candidates[:TOP_CANDIDATES]})
-    names = {pid: p.name for pid, p in (await library.get_products(conn, ids)).items()}
+    # The models run first; a connection is taken only for each database step.
+    result, ranked = await pills.identify(lambda: connection(request), data)
     return IdentifyOut(
         model_version=pills.model_version,
         pill_count=len(ranked),
@@ -43,7 +41,7 @@ async def identify(
                 candidates=[
                     CandidateOut(
                         product_id=c.product_id,
-                        name=names.get(c.product_id),
+                        name=c.product.name,
                         score=c.score,
                         band=c.band,
                         evidence=c.evidence,

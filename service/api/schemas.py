@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import Any, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from service.store.library import Product
 from service.verify.catalog import Ingredient
+from service.verify.results import PillVerification
 
 
 class IngredientIn(BaseModel):
@@ -102,54 +104,32 @@ class CompareOut(BaseModel):
     evidence: dict[str, Any]
 
 
-class ProductRefOut(BaseModel):
-    id: str
-    name: str | None = None
-    ndcs: list[str] = Field(default_factory=list)
-    rxcui: str | None = None
+def _dataclass_fields(cls: type[Any]) -> dict[str, Any]:
+    """(type, default) of each field of a result dataclass, so its API model is not restated."""
+    hints = get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = (hints[f.name], Field(default_factory=f.default_factory))
+        else:
+            out[f.name] = (hints[f.name], ...)
+    return out
 
 
-class VerifiedCandidateOut(BaseModel):
-    product: ProductRefOut
-    score: float
-    band: str
-    evidence: dict[str, Any]
-
-
-class PillResultOut(BaseModel):
-    index: int
-    verdict: str = Field(description="MATCH, MISMATCH, UNCERTAIN or NOT_IN_LIBRARY")
-    bbox: list[int]
-    photo_index: int
-    candidates: list[VerifiedCandidateOut]
-    expected_score: float | None = Field(description="calibrated score of the ordered drug")
-
-
-class ModelOut(BaseModel):
-    name: str
-    version: str
-
-
-class VerificationOut(BaseModel):
-    """One pill verification as recorded in the audit trail."""
-
-    id: str
-    created_at: str
-    order_ref: str
-    patient_ref: str | None
-    dispense_ref: str | None
-    order_status: str | None
-    medication_text: str | None
-    expected: list[ProductRefOut]
-    verdict: str = Field(description="worst pill verdict, or NO_PILL_FOUND")
-    pills: list[PillResultOut]
-    findings: list[str] = Field(description="ORDER_INACTIVE, PATIENT_MISMATCH, COUNT_MISMATCH")
-    count_expected: int | None
-    photo_sha256: list[str]
-    models: list[ModelOut]
-    caller: str | None
-    needs_attention: bool
-    fhir: dict[str, Any] = Field(description="not_written, queued (with identifier) or dry_run")
+# One pill verification as recorded in the audit trail: the fields of `PillVerification`
+# (verify/results.py, the one result model), and what the record adds.
+VerificationOut = create_model(
+    "VerificationOut",
+    __doc__="One pill verification as recorded in the audit trail.",
+    **_dataclass_fields(PillVerification),
+    needs_attention=(bool, Field(description="anything other than a clean MATCH")),
+    fhir=(
+        dict[str, Any],
+        Field(description="not_written, queued (with identifier) or dry_run"),
+    ),
+)
 
 
 class VerificationSummaryOut(BaseModel):

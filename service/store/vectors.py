@@ -1,5 +1,5 @@
 """Embeddings in pgvector: one HNSW cosine index per model version (partial, with the model's
-dimension), k-NN search that returns the full k even under a filter (iterative scan)."""
+dimension); the shortlist of products nearest a query, and their views for exact ranking."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from pgvector import Vector
 from psycopg import sql
 
 from service.verify.records import ReferenceView
-
-# Up to this many products a filtered search computes exact distances over their rows (the
-# product index): bench_pgvector measured it faster than the filtered graph scan even at 5,000
-# products of 1M vectors (43 ms vs 85 ms p50), and exact has perfect recall.
-EXACT_FILTER_MAX_PRODUCTS = 2000
 
 
 def _index_name(model_version: str) -> str:
@@ -77,45 +72,6 @@ async def delete_model_version(conn: psycopg.AsyncConnection, model_version: str
         "DELETE FROM reference_embedding WHERE model_version = %s", (model_version,)
     )
     return cur.rowcount
-
-
-async def knn(
-    conn: psycopg.AsyncConnection,
-    model_version: str,
-    query: np.ndarray,
-    *,
-    k: int = 20,
-    product_ids: Sequence[str] | None = None,
-    ef_search: int = 100,
-) -> list[tuple[ReferenceView, float]]:
-    """Nearest reference views and their cosine distances, only among this model version's."""
-    dim = int(query.shape[0])
-    where: list[sql.Composable] = [sql.SQL("model_version = {}").format(sql.Literal(model_version))]
-    args: list[Any] = []
-    if product_ids is not None:
-        where.append(sql.SQL("product_id = ANY(%s)"))
-        args.append(list(product_ids))
-    distance = sql.SQL("{} <=> %s::vector({})").format(_vec_expr(dim), sql.Literal(dim))
-    query_sql = sql.SQL(
-        "SELECT product_id, image_id, view, embedding, features, imprint_read, {} AS distance"
-        " FROM reference_embedding WHERE {} ORDER BY distance LIMIT %s"
-    ).format(distance, sql.SQL(" AND ").join(where))
-    # A few products: exact distances over their rows (bitmap scan on the product index)
-    # beat walking the graph; otherwise HNSW with iterative scan, which keeps k under a filter.
-    exact = product_ids is not None and len(product_ids) <= EXACT_FILTER_MAX_PRODUCTS
-    async with conn.transaction():
-        # is_local=true: the settings end with this transaction (one round trip for all three).
-        await conn.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true),"
-            " set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('enable_indexscan', %s, true)",
-            (str(ef_search), "off" if exact else "on"),
-        )
-        cur = await conn.execute(query_sql, [Vector(query), *args, k], binary=True)
-        rows = await cur.fetchall()
-    # relaxed_order may return slightly out of order; restore exact order.
-    return sorted(((_to_view(r[:-1], model_version), float(r[-1])) for r in rows),
-                  key=lambda hit: hit[1])  # fmt: skip
 
 
 async def nearest_products(

@@ -1,4 +1,4 @@
-"""Fused, calibrated identification of a pill against the whole library, and the verdict.
+"""Fused, calibrated ranking of the library products for one pill, and the score bands.
 
 Open-set identification: each product gets a logit from a small logistic model over its
 evidence; the probability that the pill is product j is exp(l_j) / (1 + sum_k exp(l_k)) (the 1
@@ -11,14 +11,15 @@ per pill can be a MATCH (whatever the threshold).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from service.config import DecisionSettings
-from service.verify.evidence import FEATURES, product_evidence
-from service.verify.records import Band, Candidate, ProductInfo, QueryPill, ReferenceView, Verdict
+from service.verify.features import FEATURES, product_features
+from service.verify.records import QueryPill, ReferenceView
+from service.verify.results import Band, Candidate, ProductRef
 
 
 @dataclass(frozen=True)
@@ -47,24 +48,33 @@ def band_for(score: float, decision: DecisionSettings) -> Band:
     return "MISMATCH"
 
 
+def interchangeable_group(product: ProductRef) -> tuple[str, str]:
+    """Products of one clinical drug share a group; a product with none is a group alone."""
+    if product.clinical_drug:
+        return ("drug", product.clinical_drug)
+    return ("product", product.id)
+
+
 def rank(
     query: QueryPill,
     references: Iterable[ReferenceView],
-    products: Mapping[str, ProductInfo],
+    products: Mapping[str, ProductRef],
     decision: DecisionSettings,
     fusion: FusionModel = DEFAULT_FUSION,
 ) -> list[Candidate]:
-    """Every enrolled product, best first, with a calibrated score, band and evidence."""
-    evidence = product_evidence(query, references)
+    """Every product with reference views, best first, with a calibrated score, band and
+    evidence (a product missing from `products` is named by its id alone)."""
+    evidence = product_features(query, references)
     if not evidence:
         return []
     ids = list(evidence)
+    refs = {p: products.get(p) or ProductRef(p) for p in ids}
     logits = np.array([fusion.logit(evidence[p]) for p in ids], dtype=np.float64)
     top = max(float(logits.max()), 0.0)
     weights = np.exp(logits - top)
     p_product = weights / (np.exp(-top) + weights.sum())
-    group_of = {p: (products[p].clinical_drug if p in products else f"product:{p}") for p in ids}
-    p_group: dict[str, float] = defaultdict(float)
+    group_of = {p: interchangeable_group(refs[p]) for p in ids}
+    p_group: dict[tuple[str, str], float] = defaultdict(float)
     for p, prob in zip(ids, p_product, strict=True):
         p_group[group_of[p]] += float(prob)
     best_group = max(p_group, key=lambda g: p_group[g])
@@ -78,32 +88,11 @@ def rank(
         ev.update(
             logit=round(float(logit), 3), p_product=round(float(prob), 4), fusion=fusion.version
         )
-        out.append(Candidate(p, round(score, 6), band, ev))
+        out.append(Candidate(refs[p], round(score, 6), band, ev))
     out.sort(key=lambda c: (-c.score, -c.evidence["p_product"]))
     return out
 
 
-def verify(
-    ranked: list[Candidate],
-    prescribed: str,
-    products: Mapping[str, ProductInfo],
-    decision: DecisionSettings,
-) -> Verdict:
-    """Verdict for the prescribed product from an existing ranking (no re-scoring)."""
-    top = ranked[:5]
-    mine = next((c for c in ranked if c.product_id == prescribed), None)
-    if mine is None:
-        return Verdict(prescribed, "UNCERTAIN", 0.0, top, "prescribed product not in library")
-    winner = ranked[0]
-    same = (
-        products[winner.product_id].clinical_drug == products[prescribed].clinical_drug
-        if winner.product_id in products and prescribed in products
-        else winner.product_id == prescribed
-    )
-    if mine.band == "MATCH":
-        reason = "prescribed clinical drug is the confident best match"
-    elif same:
-        reason = "prescribed product ranks first but without enough margin or similarity"
-    else:
-        reason = f"best match is {winner.product_id} (score {winner.score:.2f})"
-    return Verdict(prescribed, mine.band, mine.score, top, reason)
+def unsure(ranked: Sequence[Candidate], margin: float) -> bool:
+    """Whether the next embedder of a cascade should look: the best score is under `margin`."""
+    return not ranked or ranked[0].score < margin

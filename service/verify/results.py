@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+Band = Literal["MATCH", "UNCERTAIN", "MISMATCH"]  # the band of one calibrated score
 
 
 class Verdict(StrEnum):
@@ -39,14 +41,22 @@ class ProductRef:
     name: str | None = None
     ndcs: tuple[str, ...] = ()
     rxcui: str | None = None
+    # catalog.clinical_drug_key (ingredients + strengths); equal keys are interchangeable
+    clinical_drug: str | None = None
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """One library product ranked for a pill, with the evidence behind its score."""
+
     product: ProductRef
-    score: float
-    band: str  # MATCH / UNCERTAIN / MISMATCH band of this score
+    score: float  # calibrated probability that the pill is this product's clinical drug
+    band: Band
     evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def product_id(self) -> str:
+        return self.product.id
 
 
 @dataclass(frozen=True)

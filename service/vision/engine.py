@@ -1,28 +1,27 @@
-"""The pill engine: bytes -> pills -> descriptors -> ranked products. No database access.
+"""The pill engine: photo -> pills -> measurements (crops, embeddings, imprint, colour, shape).
+No database access and no decisions.
 
-The caller (API, CLI, evaluation) owns the reference library: it stores what `enrol_image`
-returns and passes the records back to `identify_photo` (all pills, embedder cascade),
-`identify` (one pill) or `verify` (one pill against the prescribed product).
+`analyse` measures every pill of a query photo (`QueryPill`s), `enrol_image` the views of a
+reference image (`ReferenceView`s, which the caller stores), `restage` a pill again with the
+next embedder of a cascade. Ranking and verdicts are in `service.verify`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
-from service.config import DecisionSettings, LimitSettings
+from service.config import LimitSettings
 from service.errors import NoPillFound, TooManyPills
 from service.models.embedder import embed
 from service.models.ocr import NO_READ, ImprintRead, read_imprint, relief
 from service.models.registry import ModelRegistry
-from service.verify.evidence import READ_SEPARATOR
-from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, verify
-from service.verify.records import Candidate, ProductInfo, QueryPill, ReferenceView, Verdict
+from service.verify.features import READ_SEPARATOR
+from service.verify.records import QueryPill, ReferenceView
 from service.vision.colour import apply_gains, background_gains, dominant_colours
 from service.vision.decode import decode_image
 from service.vision.descriptors import masked, ocr_band, shape_features, softened, upright_crop
@@ -49,17 +48,9 @@ class PhotoResult:
 class PillEngine:
     """Holds the loaded models and settings; every method is safe to call from many threads."""
 
-    def __init__(
-        self,
-        registry: ModelRegistry,
-        limits: LimitSettings,
-        decision: DecisionSettings,
-        fusion: FusionModel = DEFAULT_FUSION,
-    ) -> None:
+    def __init__(self, registry: ModelRegistry, limits: LimitSettings) -> None:
         self.registry = registry
         self.limits = limits
-        self.decision = decision
-        self.fusion = fusion
         self.embedder = registry.settings.embedder
 
     @property
@@ -182,56 +173,12 @@ class PillEngine:
                 )
         return records
 
-    def identify_photo(
-        self,
-        result: PhotoResult,
-        references: Sequence[ReferenceView],
-        products: Mapping[str, ProductInfo],
-    ) -> list[list[Candidate]]:
-        """Rank every pill of a photo; the next embedder of the cascade runs only when unsure."""
-        out = []
-        for pill, crops in zip(result.pills, result.crops, strict=True):
-            ranked = self.identify(pill, references, products)
-            for name in self.registry.settings.embedders[1:]:
-                if not self.unsure(ranked):
-                    break
-                ranked = self.identify(self.restage(pill, name, crops), references, products)
-                for c in ranked:
-                    c.evidence["cascade_model"] = name
-            out.append(ranked)
-        return out
-
-    def unsure(self, ranked: Sequence[Candidate]) -> bool:
-        """Whether the next embedder of the cascade should look (best score under the margin)."""
-        return not ranked or ranked[0].score < self.registry.settings.cascade_margin
-
     def restage(self, pill: QueryPill, name: str, crops: list[np.ndarray]) -> QueryPill:
         """The same pill described by another embedder of the cascade (its own vectors)."""
         return replace(
             pill,
             embeddings=embed(self.registry, name, crops),
             model_version=self.registry.embedding_version(name),
-        )
-
-    def identify(
-        self,
-        pill: QueryPill,
-        references: Iterable[ReferenceView],
-        products: Mapping[str, ProductInfo],
-    ) -> list[Candidate]:
-        """Rank every enrolled product for one pill."""
-        return rank(pill, references, products, self.decision, self.fusion)
-
-    def verify(
-        self,
-        pill: QueryPill,
-        prescribed: str,
-        references: Iterable[ReferenceView],
-        products: Mapping[str, ProductInfo],
-    ) -> Verdict:
-        """Is this pill the prescribed product (or the same clinical drug)?"""
-        return verify(
-            self.identify(pill, references, products), prescribed, products, self.decision
         )
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from service.models.cards import BUNDLED_DIR
-from service.verify.evidence import FEATURES
+from service.verify.features import FEATURES
 from service.verify.pills import DEFAULT_FUSION, FusionModel
 
 FUSION_FILE = "pill-fusion.json"

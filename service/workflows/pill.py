@@ -4,41 +4,30 @@ every pill in the photos, decide, and record the result with its FHIR write in o
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
+from pydantic import TypeAdapter
 
 from service.config import Settings
 from service.errors import InternalError, NoPillFound
 from service.metrics import FINDINGS, VERIFICATIONS
-from service.pipeline import PillService, RankedPill
+from service.pipeline import Connect, PillService, product_ref
 from service.store import library, outbox, vectors
 from service.store import verifications as audit
-from service.store.library import Product
 from service.verify.orders import OrderInfo, contained_medication, read_order
-from service.verify.pills import band_for
-from service.verify.records import Candidate as RankedCandidate
-from service.verify.results import (
-    Candidate,
-    Finding,
-    ModelInfo,
-    PillResult,
-    PillVerification,
-    ProductRef,
-    Verdict,
-)
+from service.verify.results import ModelInfo, PillResult, PillVerification
+from service.verify.verdicts import findings, overall, pill_result
 from service.vision.engine import PhotoResult
 from service.writeback.bundle import OutboxWrite
 from service.writeback.pills import pill_write
 
 ORDER_TYPE = "MedicationRequest"
-_SEVERITY = [Verdict.MATCH, Verdict.NOT_IN_LIBRARY, Verdict.UNCERTAIN, Verdict.MISMATCH]
+_AS_JSON = TypeAdapter(PillVerification)
 
 
 class OrderSource(Protocol):
@@ -84,39 +73,6 @@ async def load_order(source: OrderSource, order_ref: str) -> tuple[dict[str, Any
     return request, read_order(request, medication)
 
 
-def _ref(p: Product) -> ProductRef:
-    return ProductRef(p.id, p.name, tuple(p.ndcs), p.rxcui)
-
-
-def pill_verdict(
-    ranked: list[RankedCandidate], expected: list[Product], settings: Settings
-) -> tuple[Verdict, float | None]:
-    """MATCH / UNCERTAIN / MISMATCH from the calibrated probability of the ordered clinical
-    drug (scores are already summed over products of one clinical drug)."""
-    if not expected:
-        return Verdict.NOT_IN_LIBRARY, None
-    ids = {p.id for p in expected}
-    score = max((c.score for c in ranked if c.product_id in ids), default=0.0)
-    return Verdict(band_for(score, settings.decision)), score
-
-
-def _bbox(value: object) -> tuple[int, int, int, int]:
-    if isinstance(value, list | tuple) and len(value) == 4:
-        x, y, w, h = (int(v) for v in value)
-        return x, y, w, h
-    return 0, 0, 0, 0
-
-
-def overall(pills: list[PillResult]) -> Verdict:
-    """The worst per-pill verdict; no pill at all is NO_PILL_FOUND."""
-    if not pills:
-        return Verdict.NO_PILL_FOUND
-    return max((p.verdict for p in pills), key=_SEVERITY.index)
-
-
-Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
-
-
 async def verify_pill(
     pills_service: PillService,
     settings: Settings,
@@ -127,14 +83,15 @@ async def verify_pill(
     deliver: bool,
 ) -> tuple[PillVerification, Recorded]:
     """One whole verification (API, CLI and demo): the models and the order read run without a
-    database connection; deciding and recording (audit + outbox, one transaction) share one."""
+    database connection; each database step takes one briefly, and recording (audit + outbox)
+    is one transaction."""
     analysed = await analyse_photos(pills_service, req.photos)
     order_json, order = await load_order(source, req.order_ref)
     text = (order_json.get("medicationCodeableConcept") or {}).get("text") or order.drug.text
+    v = await decide(connect, pills_service, req, order, text, analysed)
+    # Built and validated against the profiles before anything is recorded.
+    write = pill_write(v, settings.writeback, write_match=settings.outbox.write_match)
     async with connect() as conn:
-        v = await decide(conn, pills_service, settings, req, order, text, analysed)
-        # Built and validated against the profiles before anything is recorded.
-        write = pill_write(v, settings.writeback, write_match=settings.outbox.write_match)
         return v, await record(conn, v, req, write, deliver=deliver)
 
 
@@ -153,53 +110,33 @@ async def analyse_photos(
 
 
 async def decide(
-    conn: psycopg.AsyncConnection,
+    connect: Connect,
     pills_service: PillService,
-    settings: Settings,
     req: PillRequest,
     order: OrderInfo,
     order_text: str | None,
     photos: Sequence[PhotoResult | None],
 ) -> PillVerification:
-    """Rank every pill of the analysed photos against the library and judge it against the
-    order (no model runs here: `analyse_photos` did that without holding a connection)."""
-    expected = await library.products_for_order(conn, order.drug)
-    # A product without reference images cannot be recognised: NOT_IN_LIBRARY, not MISMATCH.
-    enrolled = await vectors.enrolled_products(
-        conn, pills_service.model_version, [p.id for p in expected]
-    )
-    recognisable = [p for p in expected if p.id in enrolled]
-    expected_ids = [p.id for p in recognisable]
-    names: dict[str, Product] = {p.id: p for p in expected}
+    """Fetch the expected products, rank every analysed pill against the library (a cascade
+    embedder may run here, with no connection held) and judge it with `verify.verdicts`."""
+    async with connect() as conn:
+        expected = await library.products_for_order(conn, order.drug)
+        # A product without reference images cannot be recognised: NOT_IN_LIBRARY, not MISMATCH.
+        enrolled = await vectors.enrolled_products(
+            conn, pills_service.model_version, [p.id for p in expected]
+        )
+    recognisable = [p.id for p in expected if p.id in enrolled]
     results: list[PillResult] = []
     for photo_index, photo in enumerate(photos):
         if photo is None:  # no pill in this photo
             continue
-        ranked_pills = [
-            RankedPill(p, await pills_service.rank(conn, p, crops=c, always_include=expected_ids))
-            for p, c in zip(photo.pills, photo.crops, strict=True)
-        ]
-        wanted = sorted({c.product_id for r in ranked_pills for c in r.candidates[:3]})
-        names.update(await library.get_products(conn, [w for w in wanted if w not in names]))
-        for r in ranked_pills:
-            verdict, score = pill_verdict(r.candidates, recognisable, settings)
-            results.append(PillResult(
-                index=len(results), verdict=verdict, photo_index=photo_index,
-                bbox=_bbox(r.pill.features.get("bbox")),
-                candidates=tuple(
-                    Candidate(_ref(names.get(c.product_id) or Product(c.product_id)), c.score,
-                              c.band, c.evidence)
-                    for c in r.candidates[:3]
-                ),
-                expected_score=score,
+        for pill, crops in zip(photo.pills, photo.crops, strict=True):
+            ranked = await pills_service.rank(
+                connect, pill, crops=crops, always_include=recognisable
+            )
+            results.append(pill_result(
+                len(results), photo_index, pill, ranked, recognisable, pills_service.decision
             ))  # fmt: skip
-    findings = []
-    if not order.active:
-        findings.append(Finding.ORDER_INACTIVE)
-    if req.patient_ref and order.patient_ref and req.patient_ref != order.patient_ref:
-        findings.append(Finding.PATIENT_MISMATCH)
-    if results and order.dose_count is not None and len(results) != order.dose_count:
-        findings.append(Finding.COUNT_MISMATCH)
     return PillVerification(
         id=str(uuid.uuid4()),
         created_at=datetime.now(UTC),
@@ -208,10 +145,10 @@ async def decide(
         dispense_ref=req.dispense_ref,
         order_status=order.status,
         medication_text=order_text,
-        expected=[_ref(p) for p in expected],
+        expected=[product_ref(p) for p in expected],
         verdict=overall(results),
         pills=results,
-        findings=findings,
+        findings=findings(order, req.patient_ref, len(results)),
         count_expected=order.dose_count,
         photo_sha256=[hashlib.sha256(p).hexdigest() for p in req.photos],
         models=[
@@ -225,7 +162,7 @@ async def decide(
 
 def to_json(v: PillVerification) -> dict[str, Any]:
     """The verification as the API returns it and the audit table stores it."""
-    out: dict[str, Any] = json.loads(json.dumps(asdict(v), default=str))
+    out: dict[str, Any] = _AS_JSON.dump_python(v, mode="json")
     out["needs_attention"] = v.needs_attention
     return out
 

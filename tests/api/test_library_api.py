@@ -82,6 +82,36 @@ async def test_enrol_then_identify_the_same_pill(api):
 
 
 @pytest.mark.slow
+async def test_models_run_with_no_database_connection_held(api, monkeypatch):
+    """Enrolment and identification run the models first and take a pooled connection only
+    for their database steps, so slow model work never holds the pool."""
+    pills = api.app.state.pills
+    pool = api.app.state.db.pool
+    held: list[tuple[str, int]] = []
+
+    def spy(name, real):  # the real method, with the pool's state noted as it starts
+        def run(*args, **kwargs):
+            stats = pool.get_stats()
+            held.append((name, stats["pool_size"] - stats["pool_available"]))
+            return real(*args, **kwargs)
+
+        return run
+
+    for name in ("enrol_image", "analyse_bytes"):
+        monkeypatch.setattr(pills.engine, name, spy(name, getattr(pills.engine, name)))
+    pid = await _new_product(api)
+    data = pill_image(*REF)
+    enrolled = await api.post(
+        f"/v1/library/products/{pid}/images", files={"image": ("ref.jpg", data, "image/jpeg")}
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    ident = await api.post("/v1/identify", files={"photo": ("q.jpg", data, "image/jpeg")})
+    assert ident.status_code == 200, ident.text
+    assert pid in {c["product_id"] for c in ident.json()["pills"][0]["candidates"]}
+    assert held == [("enrol_image", 0), ("analyse_bytes", 0)]
+
+
+@pytest.mark.slow
 async def test_embeddings_and_compare(api):
     data = pill_image(*REF)
     emb = (await api.post("/v1/embeddings", files={"image": ("a.jpg", data, "image/jpeg")})).json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,12 @@ from prometheus_client import REGISTRY
 from service.config import DecisionSettings, LimitSettings, ModelSettings, SearchSettings
 from service.models.cards import BUNDLED_DIR
 from service.models.registry import ModelRegistry
-from service.pipeline import PillService
-from service.store import library
+from service.pipeline import PillService, reuse
 from service.store.library import Product
 from service.verify.catalog import Ingredient
 from service.vision.engine import PillEngine
 from service.vision.fusion_io import load_fusion
+from service.workflows.library import enrol_products
 
 PILLS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pills"
 SECOND = "efficientnet-lite0-raw"  # a second card on the same network: no head applies to it
@@ -43,16 +44,19 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _service(model_dir: Path, margin: float, search: SearchSettings | None = None) -> PillService:
     models = ModelSettings(dir=model_dir, cascade=[SECOND], cascade_margin=margin, ocr=False)
     registry = ModelRegistry(models).load()
-    engine = PillEngine(registry, LimitSettings(), DecisionSettings(), load_fusion(model_dir))
-    return PillService(engine, search=search)
+    engine = PillEngine(registry, LimitSettings())
+    return PillService(engine, DecisionSettings(), load_fusion(model_dir), search=search)
 
 
 async def _enrol_two(conn, service: PillService) -> None:  # type: ignore[no-untyped-def]
-    for pid, name in (("ndc_00093-3147-01", "CEPHALEXIN"), ("ndc_60505-1308-01", "CIPRO")):
-        await library.upsert_product(
-            conn, Product(id=pid, name=name, ingredients=[Ingredient(name, "1 mg")])
+    entries = [
+        (
+            Product(id=pid, name=name, ingredients=[Ingredient(name, "1 mg")]),
+            [("photo_1.jpg", (PILLS / pid / "photo_1.jpg").read_bytes())],
         )
-        await service.enrol(conn, pid, (PILLS / pid / "photo_1.jpg").read_bytes())
+        for pid, name in (("ndc_00093-3147-01", "CEPHALEXIN"), ("ndc_60505-1308-01", "CIPRO"))
+    ]
+    await enrol_products(service, reuse(conn), entries)
 
 
 async def test_each_embedder_stores_and_searches_its_own_vectors(conn, model_dir) -> None:  # type: ignore[no-untyped-def]
@@ -72,10 +76,29 @@ async def test_each_embedder_stores_and_searches_its_own_vectors(conn, model_dir
 
     photo = (PILLS / "ndc_00093-3147-01" / "photo_2.jpg").read_bytes()
     calls = service.engine.registry.latency()[SECOND]["calls"]
-    _, ranked = await service.identify(conn, photo)
+    open_now = [0]
+    held_while_restaging: list[int] = []
+
+    @asynccontextmanager
+    async def connect():  # type: ignore[no-untyped-def]
+        open_now[0] += 1
+        try:
+            yield conn
+        finally:
+            open_now[0] -= 1
+
+    restage = service.engine.restage
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        held_while_restaging.append(open_now[0])
+        return restage(*args, **kwargs)
+
+    service.engine.restage = spy  # type: ignore[method-assign]
+    _, ranked = await service.identify(connect, photo)
     best = ranked[0].candidates[0]
     assert best.product_id == "ndc_00093-3147-01"
     assert best.evidence["cascade_model"] == SECOND
+    assert held_while_restaging == [0]  # the second model ran with no connection taken
     assert service.engine.registry.latency()[SECOND]["calls"] == calls + 1
     # the cost per model is in /metrics too
     count = REGISTRY.get_sample_value("verity_model_inference_seconds_count", {"model": SECOND})
@@ -87,7 +110,7 @@ async def test_second_embedder_is_not_asked_when_the_first_is_sure(conn, model_d
     await _enrol_two(conn, service)
     photo = (PILLS / "ndc_00093-3147-01" / "photo_2.jpg").read_bytes()
     calls = service.engine.registry.latency()[SECOND]["calls"]
-    _, ranked = await service.identify(conn, photo)
+    _, ranked = await service.identify(reuse(conn), photo)
     assert ranked[0].candidates[0].product_id == "ndc_00093-3147-01"
     assert "cascade_model" not in ranked[0].candidates[0].evidence
     assert service.engine.registry.latency()[SECOND]["calls"] == calls

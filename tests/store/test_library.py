@@ -70,16 +70,13 @@ async def _seed(conn, n_products, dim, rng, model=MODEL):
     return centers
 
 
-async def test_knn_finds_the_right_product_and_keeps_k_under_filter(conn):
+async def test_shortlist_finds_the_right_product_first(conn):
     rng = np.random.default_rng(7)
     centers = await _seed(conn, 60, 16, rng)
-    hits = await vectors.knn(conn, MODEL, centers["p017"], k=5)
-    assert hits[0][0].product_id == "p017" and len(hits) == 5
-    assert [d for _, d in hits] == sorted(d for _, d in hits)
-    # A filter that excludes most rows still returns k results (iterative scan).
-    only = ["p001", "p002", "p003", "p004"]
-    filtered = await vectors.knn(conn, MODEL, centers["p017"], k=10, product_ids=only)
-    assert len(filtered) == 10 and {v.product_id for v, _ in filtered} <= set(only)
+    shortlist = await vectors.nearest_products(conn, MODEL, centers["p017"], views=9)
+    assert shortlist[0] == "p017" and 3 <= len(shortlist) <= 9  # 3 views per product
+    views = await vectors.views_for_products(conn, MODEL, shortlist[:2])
+    assert {v.product_id for v in views} == set(shortlist[:2]) and len(views) == 6
 
 
 async def test_search_never_mixes_model_versions(conn):
@@ -92,8 +89,9 @@ async def test_search_never_mixes_model_versions(conn):
     await vectors.add_views(
         conn, image_id, "p000", "other@1", [("front/rot0", centers["p003"], {}, None)]
     )
-    hits = await vectors.knn(conn, "other@1", centers["p003"], k=10)
-    assert [(v.product_id, v.image_id) for v, _ in hits] == [("p000", str(image_id))]
+    assert await vectors.nearest_products(conn, "other@1", centers["p003"], views=10) == ["p000"]
+    other = await vectors.views_for_products(conn, "other@1")
+    assert [(v.product_id, v.image_id) for v in other] == [("p000", str(image_id))]
     assert len(await vectors.views_for_products(conn, MODEL, ["p003"])) == 3
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from service.config import DecisionSettings
-from service.verify.evidence import imprint_similarity, levenshtein
-from service.verify.pills import FusionModel, rank, verify
-from service.verify.records import ProductInfo, QueryPill, ReferenceView
+from service.verify.catalog import clinical_drug_key, parse_label_ingredients
+from service.verify.features import imprint_similarity, levenshtein
+from service.verify.orders import OrderedDrug, OrderInfo
+from service.verify.pills import FusionModel, interchangeable_group, rank
+from service.verify.records import QueryPill, ReferenceView
+from service.verify.results import Finding, PillResult, ProductRef, Verdict
+from service.verify.verdicts import findings, overall, pill_verdict
 
 DECISION = DecisionSettings(match_threshold=0.6, review_threshold=0.2)
 FUSION = FusionModel(weights=(20.0, 0.0, -0.05, -3.0, 2.0, 0.0), bias=-16.0)
@@ -28,8 +32,13 @@ def _query(emb: np.ndarray, imprint: str | None = None) -> QueryPill:
     return QueryPill(emb[None, :], feats, imprint, 0.9 if imprint else 0.0)
 
 
+def _product(pid: str, name: str | None, strength: str | None) -> ProductRef:
+    key = clinical_drug_key(parse_label_ingredients(name, strength)) if name and strength else None
+    return ProductRef(pid, name, clinical_drug=key)
+
+
 PRODUCTS = {
-    p: ProductInfo.from_label(p, n, s)
+    p: _product(p, n, s)
     for p, n, s in [
         ("A", "METFORMIN", "METFORMIN 500 mg"),
         ("A2", "METFORMIN", "METFORMIN 500 mg"),
@@ -40,10 +49,14 @@ PRODUCTS = {
 }
 
 
-def test_clinical_drug_needs_name_and_strength() -> None:
-    assert PRODUCTS["A"].clinical_drug == PRODUCTS["A2"].clinical_drug
-    assert PRODUCTS["A"].clinical_drug != PRODUCTS["B"].clinical_drug
-    assert PRODUCTS["C"].clinical_drug != PRODUCTS["D"].clinical_drug
+def test_products_without_a_clinical_drug_are_each_their_own_group() -> None:
+    group = {p: interchangeable_group(ref) for p, ref in PRODUCTS.items()}
+    assert group["A"] == group["A2"] != group["B"]
+    assert group["C"] != group["D"]
+    # a product id never collides with a clinical-drug key of the same text
+    assert interchangeable_group(ProductRef("X", clinical_drug="X")) != interchangeable_group(
+        ProductRef("X")
+    )
 
 
 def test_clear_winner_is_match_and_others_are_not() -> None:
@@ -52,7 +65,9 @@ def test_clear_winner_is_match_and_others_are_not() -> None:
     assert ranked[0].product_id == "A" and ranked[0].band == "MATCH"
     assert all(c.band != "MATCH" for c in ranked[1:])
     assert {"emb_sim", "colour_de", "shape_dlog", "imprint", "logit"} <= set(ranked[0].evidence)
-    assert verify(ranked, "B", PRODUCTS, DECISION).band != "MATCH"
+    assert ranked[0].product.name == "METFORMIN"  # candidates carry the product, not its id
+    assert pill_verdict(ranked, {"B"}, DECISION)[0] is not Verdict.MATCH
+    assert pill_verdict(ranked, {"A"}, DECISION)[0] is Verdict.MATCH
 
 
 def test_same_clinical_drug_shares_the_score() -> None:
@@ -60,7 +75,7 @@ def test_same_clinical_drug_shares_the_score() -> None:
     ranked = rank(_query(_unit(0)), refs, PRODUCTS, DECISION, FUSION)
     scores = {c.product_id: c.score for c in ranked}
     assert scores["A"] == scores["A2"] and scores["A"] >= DECISION.match_threshold
-    assert verify(ranked, "A2", PRODUCTS, DECISION).band == "MATCH"
+    assert pill_verdict(ranked, {"A2"}, DECISION) == (Verdict.MATCH, scores["A2"])
 
 
 def test_near_tie_between_different_drugs_is_never_match() -> None:
@@ -73,7 +88,8 @@ def test_unknown_pill_matches_nothing() -> None:
     refs = [_view(p, _unit(i)) for i, p in enumerate(["A", "B", "C"])]
     ranked = rank(_query(_unit(99)), refs, PRODUCTS, DECISION, FUSION)
     assert all(c.band != "MATCH" for c in ranked)
-    assert verify(ranked, "Z", PRODUCTS, DECISION).band == "UNCERTAIN"
+    assert pill_verdict(ranked, {"A"}, DECISION)[0] is not Verdict.MATCH
+    assert pill_verdict(ranked, set(), DECISION) == (Verdict.NOT_IN_LIBRARY, None)
 
 
 def test_imprint_evidence_separates_lookalikes() -> None:
@@ -97,3 +113,25 @@ def test_only_the_most_probable_drug_can_match_even_at_a_low_threshold() -> None
     assert [c.product_id for c in ranked] == ["C", "D"]
     assert ranked[1].score >= low.match_threshold  # would be a MATCH on its score alone
     assert ranked[0].band == "MATCH" and ranked[1].band == "UNCERTAIN"
+
+
+def _pill(verdict: Verdict) -> PillResult:
+    return PillResult(index=0, verdict=verdict, bbox=(0, 0, 1, 1))
+
+
+def test_overall_verdict_is_the_worst_pill() -> None:
+    assert overall([]) is Verdict.NO_PILL_FOUND
+    assert overall([_pill(Verdict.MATCH), _pill(Verdict.UNCERTAIN)]) is Verdict.UNCERTAIN
+    assert overall([_pill(Verdict.MISMATCH), _pill(Verdict.NOT_IN_LIBRARY)]) is Verdict.MISMATCH
+
+
+def test_findings_about_the_order_and_the_dispense() -> None:
+    order = OrderInfo("active", "Patient/1", OrderedDrug(), dose_count=1)
+    assert findings(order, "Patient/1", 1) == []
+    assert findings(order, None, 0) == []  # no pill found: no count to compare
+    stopped = OrderInfo("stopped", "Patient/1", OrderedDrug(), dose_count=1)
+    assert findings(stopped, "Patient/2", 2) == [
+        Finding.ORDER_INACTIVE,
+        Finding.PATIENT_MISMATCH,
+        Finding.COUNT_MISMATCH,
+    ]

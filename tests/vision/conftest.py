@@ -20,6 +20,8 @@ def pills_dir() -> Path:
 @pytest.fixture(scope="session")
 def engine():  # type: ignore[no-untyped-def]
     """One engine (models loaded once) for every test that needs inference."""
-    from service.evaluate_pills import build_engine
+    from service.config import LimitSettings, ModelSettings
+    from service.models.registry import ModelRegistry
+    from service.vision.engine import PillEngine
 
-    return build_engine()
+    return PillEngine(ModelRegistry(ModelSettings()).load(), LimitSettings())

@@ -17,7 +17,8 @@ from PIL import Image
 from service.config import OutboxSettings
 from service.dataset import read_dataset
 from service.main import create_app
-from service.store import library, migrate
+from service.store import migrate
+from service.workflows.library import enrol_products
 from tests.conftest import SHARED_DATA, api_settings
 
 # The e2e library is the whole dev set enrolled per the dataset protocol (a realistic library:
@@ -122,11 +123,8 @@ async def pill_app(
         ) as client,
     ):  # fmt: skip
         pills = app.state.pills
-        async with app.state.db.pool.connection() as conn:
-            for d in read_dataset(SHARED_DATA / "pills"):
-                await library.upsert_product(conn, d.product)
-                for ref in d.references:
-                    await pills.enrol(conn, d.product.id, ref.read_bytes(), source=ref.name)
+        entries = ((d.product, d.reference_images()) for d in read_dataset(SHARED_DATA / "pills"))
+        await enrol_products(pills, app.state.db.pool.connection, entries)
         client.app = app  # type: ignore[attr-defined]
         yield client
 

@@ -1,4 +1,5 @@
-"""Per-product evidence for one query pill: embedding, imprint, colour and shape agreement."""
+"""Per-product features of one query pill against its reference views (the inputs of the
+fused score): embedding, imprint, colour and shape agreement. Pure; no I/O."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def colour_distance(q: list[dict[str, Any]], r: list[dict[str, Any]]) -> float:
     return 0.5 * (one_way(q, r) + one_way(r, q))
 
 
-def product_evidence(query: QueryPill, views: Iterable[ReferenceView]) -> dict[str, dict[str, Any]]:
+def product_features(query: QueryPill, views: Iterable[ReferenceView]) -> dict[str, dict[str, Any]]:
     """Raw evidence per product (max similarity / min distance over that product's views)."""
     by_product: dict[str, list[ReferenceView]] = defaultdict(list)
     for v in views:
