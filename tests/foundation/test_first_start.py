@@ -16,7 +16,10 @@ from service.store import migrate
 
 ROUNDS = 8
 PROCESSES = 3
-PROCESS_TIMEOUT_S = 120
+# About 10 s a round on a quiet 2-core machine; starved of CPU (load 24) a round took 2.5 min,
+# nearly all of it Python imports. The test's own limit bounds the worst case.
+PROCESS_TIMEOUT_S = 300
+TEST_TIMEOUT_S = 1200
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -39,6 +42,7 @@ def _stop_leftover(pgdata: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_concurrent_first_starts_on_a_fresh_data_folder_all_succeed():
     n = len(migrate.discover())
     failures: list[str] = []
