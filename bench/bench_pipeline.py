@@ -22,17 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.config import load_settings  # noqa: E402
-from service.dataset import read_dataset  # noqa: E402
 from service.errors import ClientError  # noqa: E402
-from service.evaluation import evaluation_database  # noqa: E402
+from service.evaluation.harness import evaluation_database  # noqa: E402
+from service.evaluation.pills import read_dataset  # noqa: E402
 from service.models.embedder import preprocess, run_onnx  # noqa: E402
 from service.models.ocr import ocr_input, relief  # noqa: E402
-from service.pipeline import Connect, PillService, load_pill_service, reuse  # noqa: E402
-from service.vision.decode import decode_image  # noqa: E402
-from service.vision.descriptors import masked, ocr_band, upright_crop  # noqa: E402
-from service.vision.engine import QUERY_TURNS  # noqa: E402
-from service.vision.segment import find_pills  # noqa: E402
-from service.workflows.library import enrol_products  # noqa: E402
+from service.vision.pills.decode import decode_image  # noqa: E402
+from service.vision.pills.descriptors import masked, ocr_band, upright_crop  # noqa: E402
+from service.vision.pills.engine import QUERY_TURNS  # noqa: E402
+from service.vision.pills.segment import find_pills  # noqa: E402
+from service.workflows.pills.enrol import enrol_products  # noqa: E402
+from service.workflows.pills.service import Connect, PillService, load_pill_service, reuse  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -37,7 +37,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.dataset import DatasetProduct, read_dataset  # noqa: E402
+from service.evaluation.pills import DatasetProduct, read_dataset  # noqa: E402
 from service.store.embedded import EmbeddedPostgres  # noqa: E402
 from tests.servers.servers import (  # noqa: E402
     AuthServer,
@@ -261,7 +261,7 @@ async def run_clients(
 def floor_analyse(photos: list[bytes], rounds: int) -> list[float]:
     """In-process PillService.analyse (decode, find, embed, OCR; no HTTP, no database)."""
     from service.config import load_settings
-    from service.pipeline import load_pill_service
+    from service.workflows.pills.service import load_pill_service
 
     service = load_pill_service(load_settings())
 

@@ -2,9 +2,9 @@
 
 Model: conditional logit over the library with a "none of them" option (the form `rank` uses):
 P(query is product j) = exp(l_j) / (1 + sum_k exp(l_k)), l_j = bias + w . evidence_j, with the
-features of service.verify.features.FEATURES. Seven numbers, fitted by Newton's method with an
+features of service.verify.pills.features.FEATURES. Seven numbers, fitted by Newton's method with an
 L2 ridge on standardised features, on the queries of a dataset in the shared format, as the
-product's own evaluation (`verity evaluate pills`, service.evaluation) ranks them: the same
+product's own evaluation (`verity evaluate pills`, service.evaluation.harness) ranks them: the same
 pgvector shortlist, the features each candidate's evidence records (4 decimals), the
 environment's settings. Reported: leave-one-product-out cross-validation (every
 query scored by coefficients fitted without any photo of its product), so the choice of
@@ -29,11 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.config import load_settings  # noqa: E402
-from service.dataset import read_dataset  # noqa: E402
-from service.evaluation import evaluate_pills  # noqa: E402
-from service.pipeline import product_ref  # noqa: E402
-from service.verify.features import FEATURES  # noqa: E402
-from service.verify.pills import interchangeable_group  # noqa: E402
+from service.evaluation.pills import evaluate_pills, read_dataset  # noqa: E402
+from service.verify.pills.features import FEATURES  # noqa: E402
+from service.verify.pills.ranking import interchangeable_group  # noqa: E402
+from service.workflows.pills.service import product_ref  # noqa: E402
 
 RIDGE = 1.0
 THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8)
@@ -117,7 +116,7 @@ def report(
     """Top-1 and, per threshold, TAR/FAR over all (query, prescribed) pairs of the protocol.
 
     `queries` holds the true product of every query photo, refused ones included, so the
-    denominators are those of service.evaluation: identification queries are those of an
+    denominators are those of service.evaluation.harness: identification queries are those of an
     enrolled product, positives are the (query, library product) pairs of the same clinical
     drug, and a top-1 hit is a winning clinical drug equal to the query's.
     """

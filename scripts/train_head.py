@@ -1,7 +1,7 @@
 """Train the pill head: a WCCN projection that ignores lighting/blur/rotation nuisances.
 
 Data recipe (references only, never a query photo): every enrolment image of a dataset in the
-shared format (ref_*.jpg, else photo_1.jpg, as service.dataset.read_dataset picks them) is
+shared format (ref_*.jpg, else photo_1.jpg, as service.evaluation.pills.read_dataset picks them) is
 augmented AUGS times — per-channel colour cast x[0.7,1.35], gamma [0.7,1.4], random rotation,
 downscale of the whole frame to [0.15,1] (small far pills), JPEG quality [40,95] — and run
 through the engine's own pill finder and crop pipeline, then the frozen embedder. The head
@@ -49,10 +49,10 @@ def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def pill_crop(rgb: np.ndarray) -> np.ndarray:
     """The engine's query crop (pill finder, colour constancy, upright, masked)."""
-    from service.vision.colour import apply_gains, background_gains
-    from service.vision.descriptors import masked, upright_crop
-    from service.vision.engine import COLOUR_STRENGTH
-    from service.vision.segment import find_pills, whole_frame_region
+    from service.vision.pills.colour import apply_gains, background_gains
+    from service.vision.pills.descriptors import masked, upright_crop
+    from service.vision.pills.engine import COLOUR_STRENGTH
+    from service.vision.pills.segment import find_pills, whole_frame_region
 
     region = (find_pills(rgb) or [whole_frame_region(rgb)])[0]
     corrected = apply_gains(rgb, background_gains(rgb, region.mask, COLOUR_STRENGTH))
@@ -62,10 +62,10 @@ def pill_crop(rgb: np.ndarray) -> np.ndarray:
 def collect(dataset: Path) -> tuple[np.ndarray, np.ndarray]:
     """Augmented embeddings of every enrolment image and their source-image labels."""
     from service.config import LimitSettings, ModelSettings
-    from service.dataset import read_dataset
+    from service.evaluation.pills import read_dataset
     from service.models.embedder import embed
     from service.models.registry import ModelRegistry
-    from service.vision.decode import decode_image
+    from service.vision.pills.decode import decode_image
 
     registry = ModelRegistry(ModelSettings(ocr=False, head=None)).load()
     products = sorted(read_dataset(dataset), key=lambda d: d.product.id)

@@ -12,7 +12,7 @@ from psycopg_pool import PoolTimeout
 
 from service.config import Settings as SettingsModel
 from service.errors import DatabaseUnavailable, ModelNotLoaded
-from service.pipeline import PillService
+from service.workflows.pills.service import PillService
 
 
 def _settings(request: Request) -> SettingsModel:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import discovery, health, library, medication, pills, problems
+from service.api import discovery, health, identify, library, medication, problems
 from service.api.middleware import RequestContextMiddleware
 from service.auth.tokens import TokenValidator
 from service.config import Settings, load_settings
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_request_bytes)
     app.include_router(health.router)
     app.include_router(discovery.router)
-    app.include_router(pills.router)
+    app.include_router(identify.router)
     app.include_router(library.router)
     app.include_router(medication.router)
     return app
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
 async def _load_models(app: FastAPI, settings: Settings) -> None:
     """Load every model once; a failure leaves the service up but not ready (503)."""
-    from service.pipeline import load_pill_service
+    from service.workflows.pills.service import load_pill_service
 
     try:
         service = await asyncio.to_thread(load_pill_service, settings)

@@ -11,7 +11,7 @@ from service.api.uploads import read_image_upload
 from service.auth.deps import CanManageLibrary, CanReadLibrary, GuardedRoute
 from service.deps import DbConn, Pills, Settings, connection
 from service.errors import RequestInvalid
-from service.store import library
+from service.store import products
 
 router = APIRouter(prefix="/v1/library", tags=["library"], route_class=GuardedRoute)
 
@@ -26,7 +26,7 @@ async def list_products(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ProductOut]:
-    found = await library.list_products(
+    found = await products.list_products(
         conn, text=q, ndc=ndc, rxcui=rxcui, limit=limit, offset=offset
     )
     return [ProductOut.of(p) for p in found]
@@ -34,14 +34,14 @@ async def list_products(
 
 @router.post("/products", status_code=201, summary="Add a product")
 async def create_product(caller: CanManageLibrary, body: ProductIn, conn: DbConn) -> ProductOut:
-    await library.create_product(conn, body.to_product())
-    return ProductOut.of(await library.get_product(conn, body.id))
+    await products.create_product(conn, body.to_product())
+    return ProductOut.of(await products.get_product(conn, body.id))
 
 
 @router.get("/products/{product_id}", summary="A product with its reference images")
 async def get_product(product_id: str, caller: CanReadLibrary, conn: DbConn) -> ProductOut:
-    product = await library.get_product(conn, product_id)
-    return ProductOut.of(product, await library.list_reference_images(conn, product_id))
+    product = await products.get_product(conn, product_id)
+    return ProductOut.of(product, await products.list_reference_images(conn, product_id))
 
 
 @router.put("/products/{product_id}", summary="Replace a product's data")
@@ -50,13 +50,13 @@ async def replace_product(
 ) -> ProductOut:
     if body.id != product_id:
         raise RequestInvalid("the body's id must equal the id in the path")
-    await library.replace_product(conn, body.to_product())
-    return ProductOut.of(await library.get_product(conn, product_id))
+    await products.replace_product(conn, body.to_product())
+    return ProductOut.of(await products.get_product(conn, product_id))
 
 
 @router.delete("/products/{product_id}", status_code=204, summary="Delete a product")
 async def delete_product(product_id: str, caller: CanManageLibrary, conn: DbConn) -> Response:
-    await library.delete_product(conn, product_id)
+    await products.delete_product(conn, product_id)
     return Response(status_code=204)
 
 
@@ -72,7 +72,7 @@ async def add_image(
 ) -> EnrolledOut:
     data = await read_image_upload(image, settings.limits)
     async with connection(request) as conn:
-        await library.get_product(conn, product_id)  # 404 before any model work
+        await products.get_product(conn, product_id)  # 404 before any model work
     prepared = await pills.prepare_reference(data, side=side)  # no connection held meanwhile
     async with connection(request) as conn, conn.transaction():
         result = await pills.store_reference(conn, product_id, prepared, source=image.filename)
@@ -90,5 +90,5 @@ async def add_image(
 async def delete_image(
     product_id: str, image_id: int, caller: CanManageLibrary, conn: DbConn
 ) -> Response:
-    await library.delete_reference_image(conn, product_id, image_id)
+    await products.delete_reference_image(conn, product_id, image_id)
     return Response(status_code=204)

@@ -12,9 +12,9 @@ from service.api.uploads import read_image_upload
 from service.auth.deps import CanReadVerifications, CanVerify, GuardedRoute
 from service.deps import DbConn, Pills, Settings, connection
 from service.errors import FhirNotConfigured, RequestInvalid
+from service.fhir.references import parse_reference
 from service.store import verifications as audit
-from service.verify.references import parse_reference
-from service.workflows.pill import ORDER_TYPE, Caller, PillRequest, verify_pill
+from service.workflows.pills.verify import ORDER_TYPE, Caller, PillRequest, verify_pill
 
 router = APIRouter(
     prefix="/v1/medication-verifications",

@@ -8,9 +8,9 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
 
-from service.store.library import Product
-from service.verify.catalog import Ingredient
-from service.verify.results import PillVerification
+from service.store.products import Product
+from service.verify.pills.catalog import Ingredient
+from service.verify.pills.results import PillVerification
 
 
 class IngredientIn(BaseModel):

@@ -13,7 +13,7 @@ import psycopg
 from pgvector import Vector
 from psycopg import sql
 
-from service.verify.records import ReferenceView
+from service.verify.pills.measurements import ReferenceView
 
 
 def _index_name(model_version: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.verify.results import (
+from service.verify.pills.results import (
     Candidate,
     Finding,
     PillResult,

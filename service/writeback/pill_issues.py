@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from service.verify.results import Finding, Verdict
+from service.verify.pills.results import Finding, Verdict
 from service.writeback.codes import IssueKind
 
 NDC_SYSTEM: Final = "http://hl7.org/fhir/sid/ndc"

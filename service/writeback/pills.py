@@ -12,7 +12,7 @@ from typing import Any
 from fhir.resources.R4B.detectedissue import DetectedIssue
 
 from service.config import WritebackSettings
-from service.verify.results import PillVerification
+from service.verify.pills.results import PillVerification
 from service.writeback import codes
 from service.writeback.bundle import Activity, Entry, OutboxWrite, transaction
 from service.writeback.datatypes import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from service.cli import build_parser
+from service.cli.main import build_parser
 from tests.cli.conftest import run_verity
 from tests.conftest import REPO_ROOT
 

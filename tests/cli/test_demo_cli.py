@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from service.config import Settings
-from service.demo import PATIENT, run_demo
-from service.demo_library import DEMO_PILLS, demo_order, phone_photo, reference_images
+from service.demo.renderer import DEMO_PILLS, demo_order, phone_photo, reference_images
+from service.demo.runner import PATIENT, run_demo
 from service.store import migrate
 from service.store.embedded import EmbeddedPostgres
 

@@ -8,11 +8,11 @@ import json
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from service.dataset import read_dataset
-from service.verify.catalog import clinical_drug_key
-from service.verify.orders import ndc_product_code
-from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import load_order
+from service.evaluation.pills import read_dataset
+from service.fhir.orders import StaticOrderSource
+from service.verify.pills.catalog import clinical_drug_key
+from service.verify.pills.orders import ndc_product_code
+from service.workflows.pills.verify import load_order
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 EXAMPLES = REPO_ROOT / "docs" / "examples"

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.dataset import read_dataset
+from service.evaluation.pills import read_dataset
 from service.logs import JsonFormatter, RedactRequestUrls
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.servers.servers import client_pem_env, free_port
@@ -38,7 +38,7 @@ ORDERED_NDC = "00093-0311-01"
 # `verity serve` as the CLI runs it, after its own logging set-up has opened every logger.
 LAUNCHER = """
 import logging, sys
-import service.cli, service.logs
+import service.cli.main, service.logs
 
 def everything_at_debug(level):
     service.logs.configure_logging(level)
@@ -48,8 +48,8 @@ def everything_at_debug(level):
         logging.getLogger(name).setLevel(logging.DEBUG)
         logging.getLogger(name).disabled = False
 
-service.cli.configure_logging = everything_at_debug
-sys.exit(service.cli.main(sys.argv[1:]))
+service.cli.main.configure_logging = everything_at_debug
+sys.exit(service.cli.main.main(sys.argv[1:]))
 """
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
 

@@ -42,7 +42,7 @@ async def test_concurrent_upgrades_record_each_migration_once(make_database):
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "service.cli",
+            "service.cli.main",
             "db",
             "upgrade",
             env=env,

@@ -13,13 +13,13 @@ from prometheus_client import REGISTRY
 
 from service.config import DecisionSettings, LimitSettings, ModelSettings, SearchSettings
 from service.models.cards import BUNDLED_DIR
+from service.models.fusion import load_fusion
 from service.models.registry import ModelRegistry
-from service.pipeline import PillService, reuse
-from service.store.library import Product
-from service.verify.catalog import Ingredient
-from service.vision.engine import PillEngine
-from service.vision.fusion_io import load_fusion
-from service.workflows.library import enrol_products
+from service.store.products import Product
+from service.verify.pills.catalog import Ingredient
+from service.vision.pills.engine import PillEngine
+from service.workflows.pills.enrol import enrol_products
+from service.workflows.pills.service import PillService, reuse
 
 PILLS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pills"
 SECOND = "efficientnet-lite0-raw"  # a second card on the same network: no head applies to it

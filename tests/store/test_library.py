@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from service.errors import ProductExists, UnknownProduct
-from service.store import library, vectors
-from service.store.library import Product
-from service.verify.catalog import Ingredient
+from service.store import products, vectors
+from service.store.products import Product
+from service.verify.pills.catalog import Ingredient
 
 MODEL = "test-embedder@0001"
 
@@ -14,40 +14,40 @@ def _product(pid, name="METFORMIN", strength="500 mg", **kw):
 
 
 async def test_create_get_list_delete(conn):
-    await library.create_product(conn, _product("a", ndcs=["00093-1048-01"], imprint="93 48"))
-    await library.create_product(conn, _product("b", name="SIMVASTATIN", strength="40 mg"))
+    await products.create_product(conn, _product("a", ndcs=["00093-1048-01"], imprint="93 48"))
+    await products.create_product(conn, _product("b", name="SIMVASTATIN", strength="40 mg"))
     with pytest.raises(ProductExists):
-        await library.create_product(conn, _product("a"))
-    got = await library.get_product(conn, "a")
+        await products.create_product(conn, _product("a"))
+    got = await products.get_product(conn, "a")
     assert got.ndcs == ["00093-1048-01"] and got.ingredients == [Ingredient("METFORMIN", "500 mg")]
-    assert [p.id for p in await library.list_products(conn, ndc="00093-1048-01")] == ["a"]
-    assert [p.id for p in await library.list_products(conn, text="simva")] == ["b"]
-    assert [p.id for p in await library.list_products(conn, text="93 4B")] == ["a"]  # trigram
+    assert [p.id for p in await products.list_products(conn, ndc="00093-1048-01")] == ["a"]
+    assert [p.id for p in await products.list_products(conn, text="simva")] == ["b"]
+    assert [p.id for p in await products.list_products(conn, text="93 4B")] == ["a"]  # trigram
     key = got.clinical_drug
-    assert [p.id for p in await library.list_products(conn, clinical_drug=key)] == ["a"]
-    await library.delete_product(conn, "a")
+    assert [p.id for p in await products.list_products(conn, clinical_drug=key)] == ["a"]
+    await products.delete_product(conn, "a")
     with pytest.raises(UnknownProduct):
-        await library.get_product(conn, "a")
+        await products.get_product(conn, "a")
     with pytest.raises(UnknownProduct):
-        await library.delete_product(conn, "a")
+        await products.delete_product(conn, "a")
 
 
 async def test_reference_image_added_once(conn):
-    await library.create_product(conn, _product("a"))
-    first = await library.add_reference_image(conn, "a", sha256="x" * 64, width=10, height=10)
-    again = await library.add_reference_image(conn, "a", sha256="x" * 64, width=10, height=10)
+    await products.create_product(conn, _product("a"))
+    first = await products.add_reference_image(conn, "a", sha256="x" * 64, width=10, height=10)
+    again = await products.add_reference_image(conn, "a", sha256="x" * 64, width=10, height=10)
     assert first[1] is True and again == (first[0], False)
     with pytest.raises(UnknownProduct):
-        await library.add_reference_image(conn, "nope", sha256="y" * 64, width=1, height=1)
+        await products.add_reference_image(conn, "nope", sha256="y" * 64, width=1, height=1)
 
 
 async def test_ocr_imprint_never_overrides_label(conn):
-    await library.create_product(conn, _product("a", imprint="M 10", imprint_source="label"))
-    await library.create_product(conn, _product("b"))
-    await library.set_ocr_imprint(conn, "a", "W 10")
-    await library.set_ocr_imprint(conn, "b", "TEVA")
-    assert (await library.get_product(conn, "a")).imprint == "M 10"
-    b = await library.get_product(conn, "b")
+    await products.create_product(conn, _product("a", imprint="M 10", imprint_source="label"))
+    await products.create_product(conn, _product("b"))
+    await products.set_ocr_imprint(conn, "a", "W 10")
+    await products.set_ocr_imprint(conn, "b", "TEVA")
+    assert (await products.get_product(conn, "a")).imprint == "M 10"
+    b = await products.get_product(conn, "b")
     assert (b.imprint, b.imprint_source) == ("TEVA", "ocr")
 
 
@@ -56,8 +56,8 @@ async def _seed(conn, n_products, dim, rng, model=MODEL):
     centers = {}
     for i in range(n_products):
         pid = f"p{i:03d}"
-        await library.create_product(conn, _product(pid))
-        image_id, _ = await library.add_reference_image(
+        await products.create_product(conn, _product(pid))
+        image_id, _ = await products.add_reference_image(
             conn, pid, sha256=f"{i:064d}", width=1, height=1
         )
         c = rng.normal(size=dim).astype(np.float32)
@@ -83,7 +83,7 @@ async def test_search_never_mixes_model_versions(conn):
     rng = np.random.default_rng(1)
     centers = await _seed(conn, 5, 8, rng)
     await vectors.ensure_index(conn, "other@1", 8)
-    image_id, _ = await library.add_reference_image(
+    image_id, _ = await products.add_reference_image(
         conn, "p000", sha256="z" * 64, width=1, height=1
     )
     await vectors.add_views(
@@ -112,8 +112,8 @@ async def test_hnsw_index_is_used(conn):
 
 
 async def test_products_with_a_similar_imprint(conn):
-    await library.create_product(conn, _product("teva", imprint="TEVA 5729"))
-    await library.create_product(conn, _product("m10", imprint="M 10"))
-    await library.create_product(conn, _product("none"))
-    assert await library.products_with_imprint_like(conn, "TEVA 5728") == ["teva"]
-    assert await library.products_with_imprint_like(conn, "XYZ") == []
+    await products.create_product(conn, _product("teva", imprint="TEVA 5729"))
+    await products.create_product(conn, _product("m10", imprint="M 10"))
+    await products.create_product(conn, _product("none"))
+    assert await products.products_with_imprint_like(conn, "TEVA 5728") == ["teva"]
+    assert await products.products_with_imprint_like(conn, "XYZ") == []

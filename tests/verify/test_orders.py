@@ -1,13 +1,19 @@
 import pytest
 
 from service.errors import OrderUnsupported
-from service.verify.catalog import (
+from service.verify.pills.catalog import (
     Ingredient,
     clinical_drug_key,
     parse_label_ingredients,
     same_clinical_drug,
 )
-from service.verify.orders import NDC, RXNORM, contained_medication, ndc_product_code, read_order
+from service.verify.pills.orders import (
+    NDC,
+    RXNORM,
+    contained_medication,
+    ndc_product_code,
+    read_order,
+)
 
 
 def _request(**kw):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from service.config import DecisionSettings
-from service.verify.catalog import clinical_drug_key, parse_label_ingredients
-from service.verify.features import imprint_similarity, levenshtein
-from service.verify.orders import OrderedDrug, OrderInfo
-from service.verify.pills import FusionModel, interchangeable_group, rank
-from service.verify.records import QueryPill, ReferenceView
-from service.verify.results import Finding, PillResult, ProductRef, Verdict
-from service.verify.verdicts import findings, overall, pill_verdict
+from service.verify.pills.catalog import clinical_drug_key, parse_label_ingredients
+from service.verify.pills.features import imprint_similarity, levenshtein
+from service.verify.pills.measurements import QueryPill, ReferenceView
+from service.verify.pills.orders import OrderedDrug, OrderInfo
+from service.verify.pills.ranking import FusionModel, interchangeable_group, rank
+from service.verify.pills.results import Finding, PillResult, ProductRef, Verdict
+from service.verify.pills.verdicts import findings, overall, pill_verdict
 
 DECISION = DecisionSettings(match_threshold=0.6, review_threshold=0.2)
 FUSION = FusionModel(weights=(20.0, 0.0, -0.05, -3.0, 2.0, 0.0), bias=-16.0)

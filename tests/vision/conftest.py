@@ -22,6 +22,6 @@ def engine():  # type: ignore[no-untyped-def]
     """One engine (models loaded once) for every test that needs inference."""
     from service.config import LimitSettings, ModelSettings
     from service.models.registry import ModelRegistry
-    from service.vision.engine import PillEngine
+    from service.vision.pills.engine import PillEngine
 
     return PillEngine(ModelRegistry(ModelSettings()).load(), LimitSettings())

@@ -19,7 +19,7 @@ from service.errors import (
     ImageTooSmall,
     UnsupportedMediaType,
 )
-from service.vision.decode import decode_image, sniff_format
+from service.vision.pills.decode import decode_image, sniff_format
 
 LIMITS = LimitSettings()
 

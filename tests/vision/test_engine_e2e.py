@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service.config import Settings
-from service.evaluation import evaluate_pills
+from service.evaluation.pills import evaluate_pills
 
 # The whole protocol (enrol 25 products, 70 queries) runs in the first test's setup: about a
 # minute on an idle 2-core machine, several on a shared one.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.models.ocr import read_imprint, relief
-from service.vision.decode import decode_image
-from service.vision.descriptors import ocr_band, upright_crop
-from service.vision.segment import find_pills
+from service.vision.pills.decode import decode_image
+from service.vision.pills.descriptors import ocr_band, upright_crop
+from service.vision.pills.segment import find_pills
 
 
 def _band(engine, path: Path):  # type: ignore[no-untyped-def]

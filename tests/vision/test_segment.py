@@ -11,8 +11,8 @@ from PIL import Image
 
 from service.config import LimitSettings
 from service.errors import NoPillFound, TooManyPills
-from service.vision.descriptors import shape_features
-from service.vision.segment import find_pills
+from service.vision.pills.descriptors import shape_features
+from service.vision.pills.segment import find_pills
 
 
 def _rgb(path: Path) -> np.ndarray:

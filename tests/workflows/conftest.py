@@ -15,10 +15,10 @@ from asgi_lifespan import LifespanManager
 from PIL import Image
 
 from service.config import OutboxSettings
-from service.dataset import read_dataset
+from service.evaluation.pills import read_dataset
 from service.main import create_app
 from service.store import migrate
-from service.workflows.library import enrol_products
+from service.workflows.pills.enrol import enrol_products
 from tests.conftest import SHARED_DATA, api_settings
 
 # The e2e library is the whole dev set enrolled per the dataset protocol (a realistic library:

@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.config import WritebackSettings
 from service.store import outbox
-from service.verify.results import (
+from service.verify.pills.results import (
     Candidate,
     ModelInfo,
     PillResult,

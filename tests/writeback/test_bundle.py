@@ -12,9 +12,9 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service.config import WritebackSettings
 from service.errors import InternalError
-from service.verify.results import ModelInfo
-from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import PillRequest, verify_pill
+from service.fhir.orders import StaticOrderSource
+from service.verify.pills.results import ModelInfo
+from service.workflows.pills.verify import PillRequest, verify_pill
 from service.writeback import codes, pills
 from service.writeback.bundle import Activity, Entry, entry_url, transaction
 from service.writeback.datatypes import meta, narrative
@@ -146,7 +146,7 @@ def test_a_resource_claiming_no_known_profile_is_refused():
 async def test_an_invalid_write_leaves_no_outbox_and_no_audit_row(api, monkeypatch):
     """The real workflow on the real database: a builder bug that breaks the profile fails the
     verification before its transaction, so neither row exists (not even half of it)."""
-    from service.demo_library import DEMO_PILLS, phone_photo
+    from service.demo.renderer import DEMO_PILLS, phone_photo
 
     real = pills.meta
 

@@ -13,7 +13,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from service.config import ConfigError, WritebackSettings, load_settings
-from service.verify.results import (
+from service.verify.pills.results import (
     Candidate,
     Finding,
     ModelInfo,

@@ -72,7 +72,7 @@ def test_every_emitted_resource_conforms(name, v, code, act, severity, config):
 
 
 def test_match_when_configured_conforms():
-    from service.verify.results import Verdict
+    from service.verify.pills.results import Verdict
 
     resources, types = written(make_verification(Verdict.MATCH), write_match=True)
     assert all(errors(r, types) == [] for r in resources.values())

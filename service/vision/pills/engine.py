@@ -20,12 +20,18 @@ from service.errors import NoPillFound, TooManyPills
 from service.models.embedder import embed
 from service.models.ocr import NO_READ, ImprintRead, read_imprint, relief
 from service.models.registry import ModelRegistry
-from service.verify.features import READ_SEPARATOR
-from service.verify.records import QueryPill, ReferenceView
-from service.vision.colour import apply_gains, background_gains, dominant_colours
-from service.vision.decode import decode_image
-from service.vision.descriptors import masked, ocr_band, shape_features, softened, upright_crop
-from service.vision.segment import PillRegion, find_pills, whole_frame_region
+from service.verify.pills.features import READ_SEPARATOR
+from service.verify.pills.measurements import QueryPill, ReferenceView
+from service.vision.pills.colour import apply_gains, background_gains, dominant_colours
+from service.vision.pills.decode import decode_image
+from service.vision.pills.descriptors import (
+    masked,
+    ocr_band,
+    shape_features,
+    softened,
+    upright_crop,
+)
+from service.vision.pills.segment import PillRegion, find_pills, whole_frame_region
 
 COLOUR_STRENGTH = 1.0  # share of the background cast removed (1 = full von Kries)
 QUERY_TURNS = (0.0, 180.0)  # query crops: the long axis is known, its direction is not

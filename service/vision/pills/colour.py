@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from service.vision.segment import border_pixels
+from service.vision.pills.segment import border_pixels
 
 MAX_GAIN = 1.8
 TWO_TONE_DELTA_E = 18.0  # two clusters closer than this are one colour with shading

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import OrderUnsupported
-from service.verify.catalog import Ingredient, clinical_drug_key
+from service.verify.pills.catalog import Ingredient, clinical_drug_key
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"

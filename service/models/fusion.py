@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from service.models.cards import BUNDLED_DIR
-from service.verify.features import FEATURES
-from service.verify.pills import DEFAULT_FUSION, FusionModel
+from service.verify.pills.features import FEATURES
+from service.verify.pills.ranking import DEFAULT_FUSION, FusionModel
 
 FUSION_FILE = "pill-fusion.json"
 

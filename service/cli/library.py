@@ -12,16 +12,16 @@ from typing import Any
 import psycopg
 
 from service.config import Settings
-from service.dataset import read_dataset
-from service.pipeline import reuse
+from service.evaluation.pills import read_dataset
 from service.store.database import Database
 from service.store.pool import connect
-from service.workflows.library import enrol_products
+from service.workflows.pills.enrol import enrol_products
+from service.workflows.pills.service import reuse
 
 
 async def _with_library(settings: Settings, work: Any) -> Any:
     """Run `work(conn, pills)` against the configured database with the models loaded."""
-    from service.pipeline import load_pill_service
+    from service.workflows.pills.service import load_pill_service
 
     pills = await asyncio.to_thread(load_pill_service, settings)
     db = Database(settings)
@@ -61,7 +61,7 @@ def library_reembed(args: argparse.Namespace, settings: Settings) -> int:
 
 def evaluate_pills(args: argparse.Namespace, settings: Settings) -> int:
     """Print accuracy and latency on a labelled folder (a throwaway library, never the user's)."""
-    from service.evaluation import evaluate_pills as run
+    from service.evaluation.pills import evaluate_pills as run
 
     result = asyncio.run(run(Path(args.dataset), settings, details=not args.json))
     if args.json:

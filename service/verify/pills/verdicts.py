@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from service.config import DecisionSettings
-from service.verify.orders import OrderInfo
-from service.verify.pills import band_for
-from service.verify.records import QueryPill
-from service.verify.results import Candidate, Finding, PillResult, Verdict
+from service.verify.pills.measurements import QueryPill
+from service.verify.pills.orders import OrderInfo
+from service.verify.pills.ranking import band_for
+from service.verify.pills.results import Candidate, Finding, PillResult, Verdict
 
 _SEVERITY = [Verdict.MATCH, Verdict.NOT_IN_LIBRARY, Verdict.UNCERTAIN, Verdict.MISMATCH]
 SHOWN_CANDIDATES = 3  # per pill, in the result

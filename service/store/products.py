@@ -10,8 +10,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from service.errors import ProductExists, UnknownProduct
-from service.verify.catalog import Ingredient, clinical_drug_key, same_clinical_drug
-from service.verify.orders import OrderedDrug, ndc_product_code
+from service.verify.pills.catalog import Ingredient, clinical_drug_key, same_clinical_drug
+from service.verify.pills.orders import OrderedDrug, ndc_product_code
 
 
 @dataclass

@@ -20,15 +20,15 @@ import numpy as np
 import psycopg
 
 from service.config import DecisionSettings, SearchSettings, Settings
+from service.models.fusion import load_fusion
 from service.models.registry import ModelRegistry
-from service.store import library, vectors
-from service.store.library import Product
-from service.verify.pills import DEFAULT_FUSION, FusionModel, rank, unsure
-from service.verify.records import QueryPill, ReferenceView
-from service.verify.results import Candidate, ProductRef
-from service.vision.decode import decode_image
-from service.vision.engine import PhotoResult, PillEngine
-from service.vision.fusion_io import load_fusion
+from service.store import products, vectors
+from service.store.products import Product
+from service.verify.pills.measurements import QueryPill, ReferenceView
+from service.verify.pills.ranking import DEFAULT_FUSION, FusionModel, rank, unsure
+from service.verify.pills.results import Candidate, ProductRef
+from service.vision.pills.decode import decode_image
+from service.vision.pills.engine import PhotoResult, PillEngine
 
 Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
 
@@ -137,13 +137,13 @@ class PillService:
     ) -> Enrolled:
         """Store a prepared reference image with its views; record its imprint if none is
         known (database only: run it in the caller's transaction)."""
-        image_id, added = await library.add_reference_image(
+        image_id, added = await products.add_reference_image(
             conn, product_id, sha256=ref.sha256, width=ref.width, height=ref.height,
             side=ref.side, source=source, image=ref.data,
         )  # fmt: skip
         await self._store_views(conn, image_id, product_id, ref.views)
         if ref.imprint_read:
-            await library.set_ocr_imprint(conn, product_id, ref.imprint_read)
+            await products.set_ocr_imprint(conn, product_id, ref.imprint_read)
         return Enrolled(image_id, added, len(ref.views), ref.imprint_read)
 
     async def _store_views(
@@ -170,7 +170,7 @@ class PillService:
     async def reembed(self, conn: psycopg.AsyncConnection) -> int:
         """Embed every stored reference image with the current model version."""
         count = 0
-        for image_id, product_id, side, data in await library.reference_images_with_pixels(conn):
+        for image_id, product_id, side, data in await products.reference_images_with_pixels(conn):
             rgb = await anyio.to_thread.run_sync(
                 decode_image, data, self.engine.limits, limiter=self._cpu
             )
@@ -223,12 +223,12 @@ class PillService:
             )
         if pill.imprint_read:
             # Hybrid search: a legible imprint brings in products the embedding missed.
-            ids.update(await library.products_with_imprint_like(conn, pill.imprint_read))
+            ids.update(await products.products_with_imprint_like(conn, pill.imprint_read))
         if not ids:
             return []
         views = await vectors.views_for_products(conn, version, sorted(ids))
-        products = await library.get_products(conn, sorted(ids))
-        refs = {pid: product_ref(p) for pid, p in products.items()}
+        found = await products.get_products(conn, sorted(ids))
+        refs = {pid: product_ref(p) for pid, p in found.items()}
         return await anyio.to_thread.run_sync(
             rank, pill, views, refs, self.decision, self.fusion, limiter=self._cpu
         )

@@ -18,13 +18,13 @@ from psycopg_pool import AsyncConnectionPool
 from service.config import Settings
 from service.errors import DatabaseUnavailable, FhirNotConfigured, FileUnreadable
 from service.fhir.client import FhirClient, create_fhir_client
-from service.pipeline import load_pill_service
+from service.fhir.orders import StaticOrderSource
+from service.fhir.references import parse_reference
 from service.store.database import Database
-from service.verify.references import parse_reference
-from service.verify.results import Finding, PillVerification, ProductRef, Verdict
-from service.workflows import pill
-from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import ORDER_TYPE, Caller, OrderSource, PillRequest
+from service.verify.pills.results import Finding, PillVerification, ProductRef, Verdict
+from service.workflows.pills.service import load_pill_service
+from service.workflows.pills.verify import ORDER_TYPE, Caller, OrderSource, PillRequest
+from service.workflows.pills.verify import verify_pill as run_verification
 from service.writeback.relay import outbox_status, retry_row, run_worker
 
 DRY_RUN_NOTE = (
@@ -95,7 +95,7 @@ async def _verify_pill(args: argparse.Namespace, settings: Settings) -> int:
         pills = await asyncio.to_thread(load_pill_service, settings)
         req = PillRequest(order_ref, photos, caller=Caller(subject="verity cli"))
         connect = partial(_rolled_back, db.pool) if dry_run else db.pool.connection
-        v, recorded = await pill.verify_pill(
+        v, recorded = await run_verification(
             pills, settings, req, source, connect, deliver=not dry_run
         )
     finally:

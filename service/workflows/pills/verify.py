@@ -10,20 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import psycopg
 from pydantic import TypeAdapter
 
 from service.config import Settings
-from service.errors import InternalError, NoPillFound
-from service.metrics import FINDINGS, VERIFICATIONS
-from service.pipeline import Connect, PillService, product_ref
-from service.store import library, outbox, vectors
+from service.errors import NoPillFound
+from service.store import products, vectors
 from service.store import verifications as audit
-from service.verify.orders import OrderInfo, contained_medication, read_order
-from service.verify.results import ModelInfo, PillResult, PillVerification
-from service.verify.verdicts import findings, overall, pill_result
-from service.vision.engine import PhotoResult
-from service.writeback.bundle import OutboxWrite
+from service.verify.pills.orders import OrderInfo, contained_medication, read_order
+from service.verify.pills.results import ModelInfo, PillResult, PillVerification
+from service.verify.pills.verdicts import findings, overall, pill_result
+from service.vision.pills.engine import PhotoResult
+from service.workflows.pills.service import Connect, PillService, product_ref
+from service.workflows.record import Recorded, record
 from service.writeback.pills import pill_write
 
 ORDER_TYPE = "MedicationRequest"
@@ -92,7 +90,11 @@ async def verify_pill(
     # Built and validated against the profiles before anything is recorded.
     write = pill_write(v, settings.writeback, write_match=settings.outbox.write_match)
     async with connect() as conn:
-        return v, await record(conn, v, req, write, deliver=deliver)
+        recorded = await record(
+            conn, new_audit_row(v, req, to_json(v)), write, deliver=deliver,
+            findings=[f.value for f in v.findings],
+        )  # fmt: skip
+        return v, recorded
 
 
 async def analyse_photos(
@@ -120,7 +122,7 @@ async def decide(
     """Fetch the expected products, rank every analysed pill against the library (a cascade
     embedder may run here, with no connection held) and judge it with `verify.verdicts`."""
     async with connect() as conn:
-        expected = await library.products_for_order(conn, order.drug)
+        expected = await products.products_for_order(conn, order.drug)
         # A product without reference images cannot be recognised: NOT_IN_LIBRARY, not MISMATCH.
         enrolled = await vectors.enrolled_products(
             conn, pills_service.model_version, [p.id for p in expected]
@@ -178,54 +180,3 @@ def new_audit_row(
         caller_scopes=req.caller.scopes, input_sha256=tuple(v.photo_sha256),
         model_versions={m.name: m.version for m in v.models},
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """A recorded verification (its JSON, with what happens in the EHR) and whether this call
-    created it."""
-
-    result: dict[str, Any]
-    created: bool
-
-
-async def record(
-    conn: psycopg.AsyncConnection,
-    v: PillVerification,
-    req: PillRequest,
-    write: OutboxWrite | None,
-    *,
-    deliver: bool,
-) -> Recorded:
-    """The audit row and its outbox row in ONE transaction; a lost idempotency race returns the
-    winner's result instead of writing a second verification."""
-    result = {**to_json(v), "fhir": fhir_summary(write, deliver=deliver)}
-    async with conn.transaction():
-        inserted = await audit.insert(conn, new_audit_row(v, req, result))
-        if inserted and write is not None and deliver:
-            await outbox.enqueue(
-                conn, resource_type=write.resource_type, identifier_system=write.identifier_system,
-                identifier_value=write.identifier_value, payload=write.bundle,
-                verification_id=v.id,
-            )  # fmt: skip
-    if not inserted:
-        # Only an idempotency key can collide: a concurrent request with the same key won.
-        existing = await audit.find_by_idempotency_key(
-            conn, req.caller.client_id, req.idempotency_key or "", req.sha256()
-        )
-        if existing is None:
-            raise InternalError("verification was neither recorded nor found")
-        return Recorded(existing.result, False)
-    VERIFICATIONS.labels("pill", v.verdict.value).inc()
-    for finding in v.findings:
-        FINDINGS.labels(finding.value).inc()
-    return Recorded(result, True)
-
-
-def fhir_summary(write: OutboxWrite | None, *, deliver: bool) -> dict[str, Any]:
-    """What happens in the EHR: nothing, queued for the relay, or (dry run) what would be."""
-    if write is None:
-        return {"status": "not_written", "reason": "a clean MATCH is not written (configurable)"}
-    if not deliver:
-        return {"status": "dry_run", "bundle": write.bundle}
-    return {"status": "queued", "identifier": f"{write.identifier_system}|{write.identifier_value}"}

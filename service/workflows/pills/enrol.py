@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from service.errors import VerityError
-from service.pipeline import Connect, PillService
-from service.store import library
-from service.store.library import Product
+from service.store import products
+from service.store.products import Product
+from service.workflows.pills.service import Connect, PillService
 
 # (source name, image bytes); an iterator is read one product at a time
 ReferenceImages = Iterable[tuple[str, bytes]]
@@ -37,7 +37,7 @@ async def enrol_products(
             except VerityError as exc:  # say which image; earlier products stay enrolled
                 raise type(exc)(f"{product.id}/{source}: {exc.detail}", **exc.extra) from None
         async with connect() as conn, conn.transaction():
-            await library.upsert_product(conn, product)
+            await products.upsert_product(conn, product)
             for source, ref in prepared:
                 enrolled = await pills.store_reference(conn, product.id, ref, source=source)
                 summary.added += enrolled.added

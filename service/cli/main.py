@@ -80,7 +80,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
-    from service.demo import run_demo
+    from service.demo.runner import run_demo
 
     if args.database_url is not None:
         try:
@@ -128,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_demo)
 
-    from service import cli_auth, cli_library, cli_verify
+    from service.cli import auth, library, pills
 
-    cli_library.add_commands(sub)
-    cli_verify.add_commands(sub)
-    cli_auth.add_commands(sub)
+    library.add_commands(sub)
+    pills.add_commands(sub)
+    auth.add_commands(sub)
     return parser
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.config import DecisionSettings
-from service.verify.features import FEATURES, product_features
-from service.verify.records import QueryPill, ReferenceView
-from service.verify.results import Band, Candidate, ProductRef
+from service.verify.pills.features import FEATURES, product_features
+from service.verify.pills.measurements import QueryPill, ReferenceView
+from service.verify.pills.results import Band, Candidate, ProductRef
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from service.verify.records import QueryPill, ReferenceView
+from service.verify.pills.measurements import QueryPill, ReferenceView
 
 FEATURES = ("emb_sim", "emb_z", "colour_de", "shape_dlog", "imprint", "emb_strong")
 # Similarity above this is a near-duplicate of a reference view (the same face, seen again):

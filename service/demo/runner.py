@@ -15,18 +15,18 @@ import psycopg
 from pydantic import SecretStr
 
 from service.config import Settings
-from service.demo_library import DEMO_PILLS, DemoPill, demo_order, phone_photo, reference_images
+from service.demo.renderer import DEMO_PILLS, DemoPill, demo_order, phone_photo, reference_images
 from service.errors import UnknownProduct
 from service.fhir.client import create_fhir_client
-from service.pipeline import Connect, PillService, load_pill_service, reuse
-from service.store import library, migrate
+from service.fhir.orders import StaticOrderSource
+from service.store import migrate, products
 from service.store import verifications as audit
 from service.store.database import Database
 from service.store.embedded import throwaway_database
-from service.verify.results import Finding, PillResult, PillVerification, Verdict
-from service.workflows.library import enrol_products
-from service.workflows.orders import StaticOrderSource
-from service.workflows.pill import Caller, PillRequest, verify_pill
+from service.verify.pills.results import Finding, PillResult, PillVerification, Verdict
+from service.workflows.pills.enrol import enrol_products
+from service.workflows.pills.service import Connect, PillService, load_pill_service, reuse
+from service.workflows.pills.verify import Caller, PillRequest, verify_pill
 from service.writeback.relay import deliver_batch, outbox_status
 
 PATIENT = "Patient/demo-patient-1"
@@ -56,7 +56,7 @@ async def remove_demo_library(conn: psycopg.AsyncConnection) -> None:
     async with conn.transaction():
         for pill in DEMO_PILLS:
             try:
-                await library.delete_product(conn, pill.product.id)
+                await products.delete_product(conn, pill.product.id)
             except UnknownProduct:
                 continue  # never enrolled (the demo stopped early)
 

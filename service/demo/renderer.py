@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from service.store.library import Product
-from service.verify.catalog import Ingredient
-from service.verify.orders import NDC
+from service.store.products import Product
+from service.verify.pills.catalog import Ingredient
+from service.verify.pills.orders import NDC
 
 
 @dataclass(frozen=True)
