@@ -1,9 +1,9 @@
-"""The `verity` command: serve, db, demo (and the commands later issues add)."""
+"""The `verity` command: the parser (each command group adds its own commands) and `main`,
+which turns every expected failure into one line."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -19,78 +19,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from service.main import create_app
-
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if overrides:
-        settings = load_settings(server=settings.server.model_copy(update=overrides))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
-    return 0
-
-
-def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from service.store.database import Database
-    from service.store.migrate import upgrade
-
-    async def run() -> list[str]:
-        db = Database(settings)
-        try:
-            return [f"{m.version:04d}_{m.name}" for m in await upgrade(await db.resolve_url())]
-        finally:
-            await db.stop()
-
-    applied = asyncio.run(run())
-    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
-    return 0
-
-
-def _db_status(args: argparse.Namespace, settings: Settings) -> int:
-    from service.store.database import Database
-    from service.store.migrate import MigrationState, status
-    from service.store.pool import connect
-
-    async def run() -> list[MigrationState]:
-        db = Database(settings)
-        try:
-            url = await db.resolve_url()
-            async with await connect(url, settings.db, vector_types=False) as conn:
-                return await status(conn)
-        finally:
-            await db.stop()
-
-    states = asyncio.run(run())
-    for s in states:
-        when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else "pending"
-        note = "  (file changed since applied)" if s.changed else ""
-        print(f"{s.version:04d}  {s.name:<24} {when}{note}")
-    return 1 if any(s.applied_at is None for s in states) else 0
-
-
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
-
-    from service.demo.runner import run_demo
-
-    if args.database_url is not None:
-        try:
-            if not conninfo_to_dict(args.database_url):
-                raise ProgrammingError("it is empty")
-        except ProgrammingError as exc:
-            raise ConfigError(f"--database-url is not a PostgreSQL URL: {exc}") from None
-    return asyncio.run(run_demo(settings, database_url=args.database_url, show_fhir=args.show_fhir))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="verity",
@@ -99,40 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the HTTP API (and the outbox relay)")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8420)")
-    serve.set_defaults(handler=_serve)
+    from service.cli import auth, db, demo, evaluate, library, outbox, pills, serve
 
-    db = sub.add_parser("db", help="database schema")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=_db_upgrade)
-    db_sub.add_parser(
-        "status", help="list migrations and whether each is applied (exit 1 if any pending)"
-    ).set_defaults(handler=_db_status)
-
-    demo = sub.add_parser(
-        "demo",
-        help="check four sample dispenses on a throwaway database (your library is not used)",
-    )
-    demo.add_argument(
-        "--database-url",
-        metavar="URL",
-        help="run in this PostgreSQL database instead of a throwaway one (DATABASE_URL is not "
-        "used): its audit table keeps the demo's checks; the demo products are removed at the end",
-    )
-    demo.add_argument(
-        "--show-fhir",
-        action="store_true",
-        help="also print the DetectedIssue and Provenance JSON that would be written to the EHR",
-    )
-    demo.set_defaults(handler=_demo)
-
-    from service.cli import auth, library, pills
-
-    library.add_commands(sub)
-    pills.add_commands(sub)
-    auth.add_commands(sub)
+    for group in (serve, db, demo, library, evaluate, pills, outbox, auth):
+        group.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,33 @@
+"""`verity serve`: the HTTP API (and the outbox relay) under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+from service.config import Settings, load_settings
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.main import create_app
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if overrides:
+        settings = load_settings(server=settings.server.model_copy(update=overrides))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP API (and the outbox relay)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8420)")
+    serve.set_defaults(handler=serve)
