@@ -124,7 +124,8 @@ class Client:
     alg: str
     key: RSAKey | ECKey
     scope: str
-    token_ttl: int = 300
+    # Session-scoped test tokens must outlive the whole run, also on a loaded 2-core machine.
+    token_ttl: int = 3600
 
     @property
     def kid(self) -> str:
