@@ -49,8 +49,7 @@ def library_reembed(args: argparse.Namespace, settings: Settings) -> int:
     """Embed every stored reference image with the current model version."""
 
     async def work(conn: psycopg.AsyncConnection, pills: Any) -> tuple[int, str]:
-        async with conn.transaction():
-            return await pills.reembed(conn), pills.model_version
+        return await pills.reembed(reuse(conn)), pills.model_version
 
     count, version = asyncio.run(_with_library(settings, work))
     print(f"re-embedded {count} reference images with {version}")

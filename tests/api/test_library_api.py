@@ -235,8 +235,8 @@ async def test_reembed_restores_every_view_under_the_current_model(api):
         before = await vectors.views_for_products(conn, pills.model_version, [pid])
         await vectors.delete_model_version(conn, pills.model_version)
         assert await vectors.views_for_products(conn, pills.model_version, [pid]) == []
-        async with conn.transaction():
-            assert await pills.reembed(conn) >= 1
+    assert await pills.reembed(api.app.state.db.pool.connection) >= 1
+    async with api.app.state.db.pool.connection() as conn:
         after = await vectors.views_for_products(conn, pills.model_version, [pid])
     assert len(after) == len(before) == views
     assert {v.view for v in after} == {v.view for v in before}

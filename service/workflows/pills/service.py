@@ -167,10 +167,12 @@ class PillService:
                 ((v.view, v.embedding, v.features, v.imprint_read) for v in group),
             )  # fmt: skip
 
-    async def reembed(self, conn: psycopg.AsyncConnection) -> int:
-        """Embed every stored reference image with the current model version."""
-        count = 0
-        for image_id, product_id, side, data in await products.reference_images_with_pixels(conn):
+    async def reembed(self, connect: Connect) -> int:
+        """Embed every stored reference image with the current model version; the models run
+        with no connection held, each image's views are stored in their own short transaction."""
+        async with connect() as conn:
+            stored = await products.reference_images_with_pixels(conn)
+        for image_id, product_id, side, data in stored:
             rgb = await anyio.to_thread.run_sync(
                 decode_image, data, self.engine.limits, limiter=self._cpu
             )
@@ -178,9 +180,9 @@ class PillService:
                 partial(self.engine.enrol_image, rgb, product_id, str(image_id), side),
                 limiter=self._cpu,
             )
-            await self._store_views(conn, image_id, product_id, views)
-            count += 1
-        return count
+            async with connect() as conn, conn.transaction():
+                await self._store_views(conn, image_id, product_id, views)
+        return len(stored)
 
     async def rank(
         self,
