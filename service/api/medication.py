@@ -5,9 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 
-from service.api.schemas import VerificationListOut, VerificationOut, VerificationSummaryOut
+from service.api.schemas import (
+    SafeText,
+    VerificationListOut,
+    VerificationOut,
+    VerificationSummaryOut,
+)
 from service.api.uploads import read_image_upload
 from service.auth.deps import require_scopes
 from service.auth.tokens import Principal
@@ -37,12 +53,19 @@ async def create_verification(
     settings: Settings,
     photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP/HEIC photos")],
     medication_request: Annotated[
-        str, Form(description="MedicationRequest id, reference or URL on the FHIR server")
+        SafeText,
+        Form(
+            max_length=500, description="MedicationRequest id, reference or URL on the FHIR server"
+        ),
     ],
-    medication_dispense: Annotated[str | None, Form(description="MedicationDispense ref")] = None,
-    patient: Annotated[str | None, Form(description="Patient reference, checked vs order")] = None,
+    medication_dispense: Annotated[
+        SafeText | None, Form(max_length=500, description="MedicationDispense ref")
+    ] = None,
+    patient: Annotated[
+        SafeText | None, Form(max_length=500, description="Patient reference, checked vs order")
+    ] = None,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="retry-safe key chosen by the client")
+        SafeText | None, Header(max_length=200, description="retry-safe key chosen by the client")
     ] = None,
 ) -> VerificationOut:
     fhir = request.app.state.fhir
@@ -82,7 +105,7 @@ async def create_verification(
 
 @router.get("/{verification_id}", summary="One verification, as recorded")
 async def get_verification(
-    verification_id: str, principal: Auditor, conn: DbConn
+    verification_id: Annotated[SafeText, Path(max_length=64)], principal: Auditor, conn: DbConn
 ) -> VerificationOut:
     return VerificationOut.model_validate((await audit.get(conn, verification_id)).result)
 
@@ -91,8 +114,10 @@ async def get_verification(
 async def list_verifications(
     principal: Auditor,
     conn: DbConn,
-    patient: Annotated[str | None, Query(max_length=200)] = None,
-    order: Annotated[str | None, Query(max_length=200, description="MedicationRequest ref")] = None,
+    patient: Annotated[SafeText | None, Query(max_length=200)] = None,
+    order: Annotated[
+        SafeText | None, Query(max_length=200, description="MedicationRequest ref")
+    ] = None,
     verdict: Annotated[str | None, Query(pattern="^[A-Z_]+$", max_length=20)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
