@@ -16,7 +16,7 @@ from service.api.schemas import (
     SafeText,
 )
 from service.api.uploads import read_image_upload
-from service.auth.deps import require_scopes
+from service.auth.deps import CanManageLibrary, require_scopes
 from service.deps import DbConn, Pills, Settings
 from service.errors import RequestInvalid
 from service.store import library
@@ -73,6 +73,7 @@ async def delete_product(product_id: ProductId, conn: DbConn) -> Response:
 
 @router.post("/products/{product_id}/images", status_code=201, summary="Enrol a reference image")
 async def add_image(
+    _: CanManageLibrary,  # was unguarded (issue 9, defect 1; the guard branch fixes it too)
     product_id: ProductId,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC reference photo")],
     conn: DbConn,

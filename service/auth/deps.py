@@ -66,6 +66,7 @@ def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
         request.state.principal = principal
         return principal
 
+    dependency.required_scopes = tuple(required)  # type: ignore[attr-defined]
     return dependency
 
 
