@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import (
@@ -19,6 +18,7 @@ from fastapi import (
 )
 
 from service.api.schemas import (
+    DateTimeIn,
     SafeText,
     VerificationListOut,
     VerificationOut,
@@ -119,9 +119,11 @@ async def list_verifications(
         SafeText | None, Query(max_length=200, description="MedicationRequest ref")
     ] = None,
     verdict: Annotated[str | None, Query(pattern="^[A-Z_]+$", max_length=20)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: Annotated[datetime | None, Query(description="cursor: created_at of last row")] = None,
+    since: DateTimeIn | None = None,
+    until: DateTimeIn | None = None,
+    before: Annotated[
+        DateTimeIn | None, Query(description="cursor: created_at of last row")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> VerificationListOut:
     rows = await audit.search(

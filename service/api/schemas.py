@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, StringConstraints
 
 from service.store.library import Product
 from service.verify.catalog import Ingredient
@@ -19,6 +20,19 @@ SafeText = Annotated[str, StringConstraints(max_length=1000, pattern=NO_CONTROL_
 ProductId = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_8601(value: object) -> object:
+    """Refuse what pydantic would also take as a time (Unix seconds like `0.5`): the
+    documented format is an RFC 3339 date-time."""
+    if isinstance(value, str) and not _ISO_8601.match(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+# A time a client sends: RFC 3339 with its UTC offset (a naive time is ambiguous).
+DateTimeIn = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 # Row ids, limits and offsets stay far inside PostgreSQL's bigint.
 ROW_ID_MAX = 2**53
 OFFSET_MAX = 1_000_000
