@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import discovery, health, identify, library, medication, problems
+from service.api import discovery, health, identify, library, medication, openapi, problems
 from service.api.middleware import RequestContextMiddleware
 from service.auth.tokens import TokenValidator
 from service.config import Settings, load_settings
@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         summary="AI-assisted verification of dispensed pills and imaging studies, "
         "recorded in the EHR as FHIR resources.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/openapi.py from bundled assets, never a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.model_status = None
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(identify.router)
     app.include_router(library.router)
     app.include_router(medication.router)
+    openapi.install(app)
     return app
 
 

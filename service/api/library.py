@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 
-from service.api.schemas import EnrolledOut, ProductIn, ProductOut
+from service.api.schemas import (
+    OFFSET_MAX,
+    ROW_ID_MAX,
+    EnrolledOut,
+    ProductId,
+    ProductIn,
+    ProductOut,
+    SafeText,
+)
 from service.api.uploads import read_image_upload
 from service.auth.deps import CanManageLibrary, CanReadLibrary, GuardedRoute
 from service.deps import DbConn, Pills, Settings, connection
@@ -20,11 +28,11 @@ router = APIRouter(prefix="/v1/library", tags=["library"], route_class=GuardedRo
 async def list_products(
     caller: CanReadLibrary,
     conn: DbConn,
-    q: Annotated[str | None, Query(max_length=100, description="name, id or imprint")] = None,
-    ndc: Annotated[str | None, Query(max_length=20)] = None,
-    rxcui: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[SafeText | None, Query(max_length=100, description="name, id or imprint")] = None,
+    ndc: Annotated[SafeText | None, Query(max_length=20)] = None,
+    rxcui: Annotated[SafeText | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX)] = 0,
 ) -> list[ProductOut]:
     found = await products.list_products(
         conn, text=q, ndc=ndc, rxcui=rxcui, limit=limit, offset=offset
@@ -39,14 +47,14 @@ async def create_product(caller: CanManageLibrary, body: ProductIn, conn: DbConn
 
 
 @router.get("/products/{product_id}", summary="A product with its reference images")
-async def get_product(product_id: str, caller: CanReadLibrary, conn: DbConn) -> ProductOut:
+async def get_product(product_id: ProductId, caller: CanReadLibrary, conn: DbConn) -> ProductOut:
     product = await products.get_product(conn, product_id)
     return ProductOut.of(product, await products.list_reference_images(conn, product_id))
 
 
 @router.put("/products/{product_id}", summary="Replace a product's data")
 async def replace_product(
-    product_id: str, caller: CanManageLibrary, body: ProductIn, conn: DbConn
+    product_id: ProductId, caller: CanManageLibrary, body: ProductIn, conn: DbConn
 ) -> ProductOut:
     if body.id != product_id:
         raise RequestInvalid("the body's id must equal the id in the path")
@@ -55,7 +63,7 @@ async def replace_product(
 
 
 @router.delete("/products/{product_id}", status_code=204, summary="Delete a product")
-async def delete_product(product_id: str, caller: CanManageLibrary, conn: DbConn) -> Response:
+async def delete_product(product_id: ProductId, caller: CanManageLibrary, conn: DbConn) -> Response:
     await products.delete_product(conn, product_id)
     return Response(status_code=204)
 
@@ -63,7 +71,7 @@ async def delete_product(product_id: str, caller: CanManageLibrary, conn: DbConn
 @router.post("/products/{product_id}/images", status_code=201, summary="Enrol a reference image")
 async def add_image(
     request: Request,
-    product_id: str,
+    product_id: ProductId,
     caller: CanManageLibrary,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or HEIC reference photo")],
     pills: Pills,
@@ -88,7 +96,10 @@ async def add_image(
     summary="Remove an image",
 )
 async def delete_image(
-    product_id: str, image_id: int, caller: CanManageLibrary, conn: DbConn
+    product_id: ProductId,
+    image_id: Annotated[int, Path(ge=1, le=ROW_ID_MAX)],
+    caller: CanManageLibrary,
+    conn: DbConn,
 ) -> Response:
     await products.delete_reference_image(conn, product_id, image_id)
     return Response(status_code=204)

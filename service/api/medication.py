@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, Request, Response, UploadFile
 
-from service.api.schemas import VerificationListOut, VerificationOut, VerificationSummaryOut
+from service.api.schemas import (
+    DateTimeIn,
+    SafeText,
+    VerificationListOut,
+    VerificationOut,
+    VerificationSummaryOut,
+)
 from service.api.uploads import read_image_upload
 from service.auth.deps import CanReadVerifications, CanVerify, GuardedRoute
 from service.deps import DbConn, Pills, Settings, connection
@@ -38,12 +43,19 @@ async def create_verification(
     settings: Settings,
     photo: Annotated[list[UploadFile], File(description="one or more JPEG/PNG/WebP/HEIC photos")],
     medication_request: Annotated[
-        str, Form(description="MedicationRequest id, reference or URL on the FHIR server")
+        SafeText,
+        Form(
+            max_length=500, description="MedicationRequest id, reference or URL on the FHIR server"
+        ),
     ],
-    medication_dispense: Annotated[str | None, Form(description="MedicationDispense ref")] = None,
-    patient: Annotated[str | None, Form(description="Patient reference, checked vs order")] = None,
+    medication_dispense: Annotated[
+        SafeText | None, Form(max_length=500, description="MedicationDispense ref")
+    ] = None,
+    patient: Annotated[
+        SafeText | None, Form(max_length=500, description="Patient reference, checked vs order")
+    ] = None,
     idempotency_key: Annotated[
-        str | None, Header(max_length=200, description="retry-safe key chosen by the client")
+        SafeText | None, Header(max_length=200, description="retry-safe key chosen by the client")
     ] = None,
 ) -> dict[str, Any]:
     fhir = request.app.state.fhir
@@ -85,7 +97,9 @@ async def create_verification(
     "/{verification_id}", summary="One verification, as recorded", response_model=VerificationOut
 )
 async def get_verification(
-    verification_id: str, principal: CanReadVerifications, conn: DbConn
+    verification_id: Annotated[SafeText, Path(max_length=64)],
+    principal: CanReadVerifications,
+    conn: DbConn,
 ) -> dict[str, Any]:
     return (await audit.get(conn, verification_id)).result
 
@@ -94,12 +108,16 @@ async def get_verification(
 async def list_verifications(
     principal: CanReadVerifications,
     conn: DbConn,
-    patient: Annotated[str | None, Query(max_length=200)] = None,
-    order: Annotated[str | None, Query(max_length=200, description="MedicationRequest ref")] = None,
+    patient: Annotated[SafeText | None, Query(max_length=200)] = None,
+    order: Annotated[
+        SafeText | None, Query(max_length=200, description="MedicationRequest ref")
+    ] = None,
     verdict: Annotated[str | None, Query(pattern="^[A-Z_]+$", max_length=20)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: Annotated[datetime | None, Query(description="cursor: created_at of last row")] = None,
+    since: DateTimeIn | None = None,
+    until: DateTimeIn | None = None,
+    before: Annotated[
+        DateTimeIn | None, Query(description="cursor: created_at of last row")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> VerificationListOut:
     rows = await audit.search(

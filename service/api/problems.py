@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
@@ -26,6 +27,35 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _HEADER_EXTRAS = {"www_authenticate": "WWW-Authenticate", "retry_after": "Retry-After"}
+
+
+class ValidationIssue(BaseModel):
+    """One field that failed validation (VERITY-4000); the input itself is never echoed."""
+
+    loc: list[str | int] = Field(description="where: body/query/path/header/form, then names")
+    msg: str
+    type: str = Field(description="pydantic error type, e.g. string_too_long")
+
+
+class Problem(BaseModel):
+    """The body of every error response: RFC 9457 members plus Verity's `code` and `retryable`.
+
+    Some codes add members: `errors` (4000), `required_scopes` (4030), `limit_bytes` (4102),
+    `width`/`height` (4102, 4106), `model` (5031), `upstream_status` (43xx, 502x).
+    """
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = Field(description="`/errors#CODE`: the code's entry in the error catalog")
+    title: str = Field(description="short summary, the same for every problem with this code")
+    status: int = Field(ge=400, le=599, description="the HTTP status code")
+    detail: str = Field(description="what went wrong with this request")
+    code: str = Field(pattern=r"^VERITY-[45][0-9]{3}$", description="stable error code")
+    retryable: bool = Field(description="whether sending the same request later may succeed")
+    instance: str | None = Field(None, description="the request path")
+    request_id: str | None = Field(None, description="also in the X-Request-Id header and logs")
+    errors: list[ValidationIssue] | None = Field(None, description="VERITY-4000: each failure")
+    required_scopes: list[str] | None = Field(None, description="VERITY-4030: scopes missing")
 
 
 def problem_body(exc: VerityError, instance: str | None = None) -> dict[str, Any]:

@@ -3,35 +3,74 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime
-from typing import Any, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    create_model,
+)
 
 from service.store.products import Product
 from service.verify.pills.catalog import Ingredient
 from service.verify.pills.results import PillVerification
 
+# Every text a client sends (body fields, form fields, path, query and header parameters) is
+# SafeText, narrowed per field with `Field/Query/Form(max_length=...)`: no C0/C1 control
+# characters (PostgreSQL text cannot hold NUL; none belongs in a name, code or reference) and a
+# bounded length. Lone surrogates cannot be stored either; pydantic refuses them for any `str`.
+NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+SafeText = Annotated[str, StringConstraints(max_length=1000, pattern=NO_CONTROL_CHARACTERS)]
+ProductId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_8601(value: object) -> object:
+    """Refuse what pydantic would also take as a time (Unix seconds like `0.5`): the
+    documented format is an RFC 3339 date-time."""
+    if isinstance(value, str) and not _ISO_8601.match(value):
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+# A time a client sends: RFC 3339 with its UTC offset (a naive time is ambiguous).
+DateTimeIn = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+# Row ids, limits and offsets stay far inside PostgreSQL's bigint.
+ROW_ID_MAX = 2**53
+OFFSET_MAX = 1_000_000
+
 
 class IngredientIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    strength: str | None = Field(None, max_length=100, examples=["500 mg"])
+    name: SafeText = Field(min_length=1, max_length=200)
+    strength: SafeText | None = Field(None, max_length=100, examples=["500 mg"])
 
 
 class ProductIn(BaseModel):
     """A library product; `id` is chosen by the caller and stable."""
 
-    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
-    name: str | None = Field(None, max_length=300)
-    ndcs: list[str] = Field(default_factory=list, max_length=50)
-    rxcui: str | None = Field(None, max_length=20, pattern=r"^\d+$")
+    id: ProductId
+    name: SafeText | None = Field(None, max_length=300)
+    ndcs: list[Annotated[SafeText, Field(max_length=20)]] = Field(
+        default_factory=list, max_length=50
+    )
+    rxcui: SafeText | None = Field(None, max_length=20, pattern=r"^\d+$")
     ingredients: list[IngredientIn] = Field(default_factory=list, max_length=20)
-    dose_form: str | None = Field(None, max_length=50, examples=["tablet"])
-    imprint: str | None = Field(None, max_length=100)
-    colors: list[str] = Field(default_factory=list, max_length=10)
-    shape: str | None = Field(None, max_length=50)
-    size_mm: float | None = Field(None, gt=0, lt=100)
-    labeler: str | None = Field(None, max_length=200)
+    dose_form: SafeText | None = Field(None, max_length=50, examples=["tablet"])
+    imprint: SafeText | None = Field(None, max_length=100)
+    colors: list[Annotated[SafeText, Field(max_length=30)]] = Field(
+        default_factory=list, max_length=10
+    )
+    shape: SafeText | None = Field(None, max_length=50)
+    # stored as PostgreSQL `real`: a pill is millimetres across, never a subnormal or 1e300
+    size_mm: float | None = Field(None, ge=0.1, le=100, allow_inf_nan=False)
+    labeler: SafeText | None = Field(None, max_length=200)
 
     def to_product(self) -> Product:
         data = self.model_dump()
@@ -40,7 +79,25 @@ class ProductIn(BaseModel):
         return Product(**data)
 
 
-class ProductOut(ProductIn):
+class IngredientOut(BaseModel):
+    name: str
+    strength: str | None = None
+
+
+class ProductOut(BaseModel):
+    """A stored product; not held to the input limits, which may tighten after it was stored."""
+
+    id: str
+    name: str | None = None
+    ndcs: list[str] = Field(default_factory=list)
+    rxcui: str | None = None
+    ingredients: list[IngredientOut] = Field(default_factory=list)
+    dose_form: str | None = None
+    imprint: str | None = None
+    colors: list[str] = Field(default_factory=list)
+    shape: str | None = None
+    size_mm: float | None = None
+    labeler: str | None = None
     imprint_source: str | None = None
     clinical_drug: str | None = None
     images: list[dict[str, Any]] | None = None
@@ -49,7 +106,7 @@ class ProductOut(ProductIn):
     def of(cls, p: Product, images: list[dict[str, Any]] | None = None) -> ProductOut:
         return cls(
             id=p.id, name=p.name, ndcs=p.ndcs, rxcui=p.rxcui,
-            ingredients=[IngredientIn(name=i.name, strength=i.strength) for i in p.ingredients],
+            ingredients=[IngredientOut(name=i.name, strength=i.strength) for i in p.ingredients],
             dose_form=p.dose_form, imprint=p.imprint, imprint_source=p.imprint_source,
             colors=p.colors, shape=p.shape, size_mm=p.size_mm, labeler=p.labeler,
             clinical_drug=p.clinical_drug, images=images,

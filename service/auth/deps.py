@@ -70,7 +70,7 @@ def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
             )
         return principal
 
-    dependency.required_scopes = required  # type: ignore[attr-defined]
+    dependency.required_scopes = tuple(required)  # type: ignore[attr-defined]
     return dependency
 
 
