@@ -24,19 +24,19 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = sub.add_parser(
+    parser = sub.add_parser(
         "demo",
         help="check four sample dispenses on a throwaway database (your library is not used)",
     )
-    demo.add_argument(
+    parser.add_argument(
         "--database-url",
         metavar="URL",
         help="run in this PostgreSQL database instead of a throwaway one (DATABASE_URL is not "
         "used): its audit table keeps the demo's checks; the demo products are removed at the end",
     )
-    demo.add_argument(
+    parser.add_argument(
         "--show-fhir",
         action="store_true",
         help="also print the DetectedIssue and Provenance JSON that would be written to the EHR",
     )
-    demo.set_defaults(handler=demo)
+    parser.set_defaults(handler=demo)

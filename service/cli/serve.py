@@ -27,7 +27,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = sub.add_parser("serve", help="run the HTTP API (and the outbox relay)")
-    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8420)")
-    serve.set_defaults(handler=serve)
+    parser = sub.add_parser("serve", help="run the HTTP API (and the outbox relay)")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8420)")
+    parser.set_defaults(handler=serve)

@@ -76,3 +76,20 @@ def test_verify_pill_help_says_what_a_dry_run_records():
     assert "a file is a dry run: nothing is recorded in the audit table" in text.lower()
     readme = " ".join((REPO_ROOT / "README.md").read_text().split())
     assert "nothing is recorded in the audit table" in readme
+
+
+def test_every_command_runs_a_function():
+    """Each leaf command's handler is a function taking (args, settings), not a parser object
+    (a command group module that names its parser like its handler would hand over the parser)."""
+    import inspect
+
+    leaves = [
+        (path, p)
+        for path, p in _walk(build_parser())
+        if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)
+    ]
+    assert len(leaves) >= 10
+    for path, p in leaves:
+        handler = p.get_default("handler")
+        assert inspect.isfunction(handler), (path, handler)
+        assert list(inspect.signature(handler).parameters) == ["args", "settings"], path
