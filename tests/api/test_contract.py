@@ -54,7 +54,12 @@ CHECKS = [
 @dataclass
 class LiveApi:
     base_url: str
-    token: str
+    auth_server: Any
+
+    def fresh_token(self) -> str:
+        """A new API token (they live 5 minutes; the session's own may be older than that)."""
+        token = self.auth_server.mint_token("api-caller", resource=self.auth_server.api_audience)
+        return str(token["access_token"])
 
 
 def _seed(client: httpx.Client) -> None:
@@ -77,7 +82,6 @@ def live_api(
     make_database: Any,
     auth_server: Any,
     fhir_server: Any,
-    api_token: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveApi]:
     """The real app under uvicorn on its own database, with a seeded library."""
@@ -96,10 +100,12 @@ def live_api(
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.1)
-    live = LiveApi(f"http://127.0.0.1:{port}", api_token)
+    live = LiveApi(f"http://127.0.0.1:{port}", auth_server)
     try:
         with httpx.Client(
-            base_url=live.base_url, headers={"Authorization": f"Bearer {api_token}"}, timeout=60
+            base_url=live.base_url,
+            headers={"Authorization": f"Bearer {live.fresh_token()}"},
+            timeout=60,
         ) as client:
             _seed(client)
         yield live
@@ -113,7 +119,7 @@ def contract(live_api: LiveApi) -> Any:
     config = SchemathesisConfig.from_dict(
         {
             "seed": SEED,
-            "headers": {"Authorization": f"Bearer {live_api.token}"},
+            "headers": {"Authorization": f"Bearer {live_api.fresh_token()}"},
             "request-timeout": 60,
             "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
             # the coverage phase's case count grows with each schema, unbounded by max-examples

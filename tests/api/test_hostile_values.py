@@ -41,3 +41,10 @@ async def test_underflowing_size_on_replace_is_refused_and_nothing_changed(api):
     _refused(await api.put(f"/v1/library/products/{body['id']}", json={**body, "size_mm": 5e-324}))
     got = (await api.get(f"/v1/library/products/{body['id']}")).json()
     assert got["size_mm"] == pytest.approx(7.5)
+
+
+@pytest.mark.parametrize("until", ["0.5", "2024-05-01T12:00:00"])
+async def test_query_times_are_rfc3339_with_an_offset(api, until):
+    _refused(await api.get("/v1/medication-verifications", params={"until": until}))
+    ok = await api.get("/v1/medication-verifications", params={"until": "2024-05-01T12:00:00Z"})
+    assert ok.status_code == 200, ok.text
