@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.auth.scopes import VERITY_SCOPES
+from service.auth.tokens import TokenValidator
 from service.errors import AuthNotConfigured
 
 router = APIRouter(tags=["discovery"])
@@ -16,11 +17,13 @@ router = APIRouter(tags=["discovery"])
 async def protected_resource_metadata(request: Request) -> dict[str, Any]:
     """Issuer, audience and the SMART-style scopes Verity's API understands (no auth)."""
     auth = request.app.state.settings.auth
-    if auth.enabled and not (auth.issuer and auth.audience):
+    # The validator knows the issuer in force (the configured one, or the development issuer).
+    validator: TokenValidator = request.app.state.token_validator
+    if validator.enabled and not validator.configured:
         raise AuthNotConfigured("set VERITY_AUTH__ISSUER and VERITY_AUTH__AUDIENCE")
     return {
-        "resource": auth.audience or str(request.base_url).rstrip("/"),
-        "authorization_servers": [auth.issuer] if auth.issuer else [],
+        "resource": validator.audience or str(request.base_url).rstrip("/"),
+        "authorization_servers": [validator.issuer] if validator.issuer else [],
         "scopes_supported": list(VERITY_SCOPES),
         "bearer_methods_supported": ["header"],
         "resource_signing_alg_values_supported": list(auth.algorithms),

@@ -52,6 +52,11 @@ async def _get_products(settings: Settings, token: str) -> tuple[httpx.Response,
         ) as client,
     ):
         ready = await client.get("/health/ready")
+        if settings.environment == "development":  # the metadata names the issuer in force
+            metadata = await client.get("/.well-known/oauth-protected-resource")
+            assert metadata.status_code == 200, metadata.text
+            expected = settings.auth.issuer or DEV_ISSUER
+            assert metadata.json()["authorization_servers"] == [expected]
         resp = await client.get(
             "/v1/library/products", headers={"Authorization": f"Bearer {token}"}
         )
