@@ -27,12 +27,13 @@ from service.evaluation.harness import evaluation_database  # noqa: E402
 from service.evaluation.pills import read_dataset  # noqa: E402
 from service.models.embedder import preprocess, run_onnx  # noqa: E402
 from service.models.ocr import ocr_input, relief  # noqa: E402
+from service.store.pool import Connect, reuse  # noqa: E402
 from service.vision.pills.decode import decode_image  # noqa: E402
 from service.vision.pills.descriptors import masked, ocr_band, upright_crop  # noqa: E402
 from service.vision.pills.engine import QUERY_TURNS  # noqa: E402
 from service.vision.pills.segment import find_pills  # noqa: E402
 from service.workflows.pills.enrol import enrol_products  # noqa: E402
-from service.workflows.pills.service import Connect, PillService, load_pill_service, reuse  # noqa: E402
+from service.workflows.pills.service import PillService, load_pill_service  # noqa: E402
 
 
 def rss_mb() -> float:

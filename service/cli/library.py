@@ -12,9 +12,8 @@ import psycopg
 from service.config import Settings
 from service.evaluation.pills import read_dataset
 from service.store.database import Database
-from service.store.pool import connect
+from service.store.pool import connect, reuse
 from service.workflows.pills.enrol import enrol_products
-from service.workflows.pills.service import reuse
 
 
 async def _with_library(settings: Settings, work: Any) -> Any:

@@ -23,9 +23,10 @@ from service.store import migrate, products
 from service.store import verifications as audit
 from service.store.database import Database
 from service.store.embedded import throwaway_database
+from service.store.pool import Connect, reuse
 from service.verify.pills.results import Finding, PillResult, PillVerification, Verdict
 from service.workflows.pills.enrol import enrol_products
-from service.workflows.pills.service import Connect, PillService, load_pill_service, reuse
+from service.workflows.pills.service import PillService, load_pill_service
 from service.workflows.pills.verify import Caller, PillRequest, verify_pill
 from service.writeback.relay import deliver_batch, outbox_status
 

@@ -19,8 +19,7 @@ from service.config import Settings
 from service.errors import ClientError
 from service.store import migrate
 from service.store.embedded import throwaway_database
-from service.store.pool import connect
-from service.workflows.pills.service import Connect, reuse
+from service.store.pool import Connect, connect, reuse
 
 Q = TypeVar("Q")
 A = TypeVar("A")

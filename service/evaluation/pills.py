@@ -19,12 +19,13 @@ from typing import Any
 from service.config import Settings
 from service.errors import DatasetInvalid, FileUnreadable
 from service.evaluation.harness import AcceptCounts, Query, latency, run_protocol
+from service.store.pool import Connect
 from service.store.products import Product
 from service.verify.pills.catalog import parse_label_ingredients
 from service.verify.pills.ranking import interchangeable_group
 from service.verify.pills.results import Candidate, ProductRef
 from service.workflows.pills.enrol import enrol_products
-from service.workflows.pills.service import Connect, PillService, load_pill_service, product_ref
+from service.workflows.pills.service import PillService, load_pill_service, product_ref
 
 _FORMS = ("tablet", "capsule")
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -13,6 +15,19 @@ from psycopg_pool import AsyncConnectionPool
 from service.config import DbSettings
 
 log = logging.getLogger(__name__)
+
+# A connection factory: workflows take one around each database step, never across model work.
+Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
+
+
+def reuse(conn: psycopg.AsyncConnection) -> Connect:
+    """A `Connect` that hands out one connection the caller already holds (CLI, evaluation)."""
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[psycopg.AsyncConnection]:
+        yield conn
+
+    return connect
 
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:

@@ -63,7 +63,10 @@ async def record(
 def fhir_summary(write: OutboxWrite | None, *, deliver: bool) -> dict[str, Any]:
     """What happens in the EHR: nothing, queued for the relay, or (dry run) what would be."""
     if write is None:
-        return {"status": "not_written", "reason": "a clean MATCH is not written (configurable)"}
+        return {
+            "status": "not_written",
+            "reason": "a clean result is not written (VERITY_OUTBOX__WRITE_MATCH)",
+        }
     if not deliver:
         return {"status": "dry_run", "bundle": write.bundle}
     return {"status": "queued", "identifier": f"{write.identifier_system}|{write.identifier_value}"}

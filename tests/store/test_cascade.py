@@ -15,11 +15,12 @@ from service.config import DecisionSettings, LimitSettings, ModelSettings, Searc
 from service.models.cards import BUNDLED_DIR
 from service.models.fusion import load_fusion
 from service.models.registry import ModelRegistry
+from service.store.pool import reuse
 from service.store.products import Product
 from service.verify.pills.catalog import Ingredient
 from service.vision.pills.engine import PillEngine
 from service.workflows.pills.enrol import enrol_products
-from service.workflows.pills.service import PillService, reuse
+from service.workflows.pills.service import PillService
 
 PILLS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pills"
 SECOND = "efficientnet-lite0-raw"  # a second card on the same network: no head applies to it

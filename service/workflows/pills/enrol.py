@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from service.errors import VerityError
 from service.store import products
+from service.store.pool import Connect
 from service.store.products import Product
-from service.workflows.pills.service import Connect, PillService
+from service.workflows.pills.service import PillService
 
 # (source name, image bytes); an iterator is read one product at a time
 ReferenceImages = Iterable[tuple[str, bytes]]

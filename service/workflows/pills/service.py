@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -23,24 +22,13 @@ from service.config import DecisionSettings, SearchSettings, Settings
 from service.models.fusion import load_fusion
 from service.models.registry import ModelRegistry
 from service.store import products, vectors
+from service.store.pool import Connect
 from service.store.products import Product
 from service.verify.pills.measurements import QueryPill, ReferenceView
 from service.verify.pills.ranking import DEFAULT_FUSION, FusionModel, rank, unsure
 from service.verify.pills.results import Candidate, ProductRef
 from service.vision.pills.decode import decode_image
 from service.vision.pills.engine import PhotoResult, PillEngine
-
-Connect = Callable[[], AbstractAsyncContextManager[psycopg.AsyncConnection]]
-
-
-def reuse(conn: psycopg.AsyncConnection) -> Connect:
-    """A `Connect` that hands out one connection the caller already holds (CLI, evaluation)."""
-
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[psycopg.AsyncConnection]:
-        yield conn
-
-    return connect
 
 
 def product_ref(p: Product) -> ProductRef:
