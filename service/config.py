@@ -195,6 +195,58 @@ class OutboxSettings(BaseModel):
     write_match: bool = False
 
 
+class PacsSettings(BaseModel):
+    """The hospital's PACS over DICOMweb: the allow-list, credentials, timeouts and limits.
+
+    `Endpoint.address` in an ImagingStudy is EHR data: Verity fetches only from a base URL
+    listed in `allowed_base_urls` (or `base_url`), never from any other address.
+    """
+
+    base_url: str | None = Field(
+        None,
+        description="the DICOMweb base (e.g. http://pacs/dicom-web) for studies that name"
+        " no endpoint; always allowed",
+    )
+    allowed_base_urls: list[str] = Field(
+        default_factory=list,
+        description="other DICOMweb bases an ImagingStudy.endpoint may name (exact prefix match)",
+    )
+    auth: Literal["none", "basic", "bearer", "smart"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    token_file: Path | None = Field(None, description="bearer token, re-read on every 401")
+    timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(20.0, gt=0)
+    concurrency: int = Field(4, ge=1, le=64, description="instances fetched at once per study")
+    max_instances: int = Field(5000, ge=1, description="refuse larger studies (StudyTooLarge)")
+    max_instance_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_study_bytes: int = Field(4 * 1024**3, ge=1024)
+
+
+class ImagingSettings(BaseModel):
+    """Imaging-study checks and their job queue."""
+
+    date_window_days: int = Field(
+        30, ge=0, le=3650, description="StudyDate this far from the order date: DATE_OUT_OF_WINDOW"
+    )
+    representative_frames: int = Field(
+        3, ge=1, le=64, description="frames decoded from a multi-frame instance"
+    )
+    duplicate_max_distance: int = Field(
+        10, ge=0, le=64, description="fingerprint Hamming distance that counts as the same image"
+    )
+    worker_enabled: bool = Field(True, description="run imaging jobs inside `verity serve`")
+    poll_interval_s: float = Field(1.0, gt=0)
+    lease_s: float = Field(300.0, ge=5, description="a claimed job comes due again after this")
+    max_attempts: int = Field(5, ge=1, description="retryable failures before a job fails")
+    backoff_base_s: float = Field(5.0, gt=0)
+    backoff_max_s: float = Field(600.0, gt=0)
+
+
 # A relative or absolute reference to an Organization (FHIR id: 1-64 of [A-Za-z0-9-.]).
 _ORGANIZATION_REF = re.compile(r"(?:https?://[^\s|?#]+/)?Organization/[A-Za-z0-9\-.]{1,64}")
 # An absolute URI usable as an identifier or tag system (no `|`: it splits token searches).
@@ -266,6 +318,8 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     outbox: OutboxSettings = OutboxSettings()
     writeback: WritebackSettings = WritebackSettings()
+    pacs: PacsSettings = PacsSettings()
+    imaging: ImagingSettings = ImagingSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -293,6 +347,8 @@ class Settings(BaseSettings):
         found = []
         if self.fhir.private_key is not None:
             found.append(("VERITY_FHIR__PRIVATE_KEY", self.fhir.private_key.get_secret_value()))
+        if self.pacs.password is not None:
+            found.append(("VERITY_PACS__PASSWORD", self.pacs.password.get_secret_value()))
         return found
 
     @property

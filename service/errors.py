@@ -12,7 +12,8 @@
     │   ├── image errors             41xx  empty, unsupported, too large, corrupt, no pill, too many
     │   ├── library errors           42xx  unknown product, duplicate product
     │   ├── FHIR reference errors    43xx  unknown/gone resource, bad reference, unsupported order
-    │   ├── DICOM errors             44xx  malformed DICOM, too many frames
+    │   ├── DICOM errors             44xx  malformed DICOM, too large, study not in PACS,
+    │   │                                  PACS not allowed, no PACS, study over the limits
     │   └── local input errors       45xx  (CLI) unreadable file, not a dataset, bad order file
     └── ServerError                  VERITY-5xxx: not the caller's fault; see `retryable`
         ├── InternalError            5000  unexpected; details only in the server log
@@ -22,7 +23,8 @@
         ├── FhirUnavailable          5020  EHR FHIR server down, timing out or 5xx
         ├── FhirAuthFailed           5021  EHR's authorization server refused our credentials
         ├── FhirRejected             5022  EHR FHIR server refused a request we built
-        └── DicomWebUnavailable      5023  PACS DICOMweb server down or timing out
+        ├── DicomWebUnavailable      5023  PACS DICOMweb server down or timing out
+        └── DicomWebAuthFailed       5025  PACS refused Verity's credentials
 
 Every subclass declares its code once; `catalog()` lists them all for the docs and the
 `/errors` endpoint, and the API maps any VerityError to RFC 9457 problem+json in one place
@@ -225,6 +227,12 @@ class OrderUnsupported(ClientError):
     code, status, title = "VERITY-4304", 422, "Order cannot be verified"
 
 
+class ImagingStudyUnsupported(ClientError):
+    """The ImagingStudy cannot be checked (no Study Instance UID, no subject)."""
+
+    code, status, title = "VERITY-4305", 422, "ImagingStudy cannot be verified"
+
+
 # --- 44xx DICOM -------------------------------------------------------------------------
 
 
@@ -238,6 +246,30 @@ class DicomTooLarge(ClientError):
     """The DICOM object exceeds the frame, pixel or byte limit."""
 
     code, status, title = "VERITY-4401", 413, "DICOM too large"
+
+
+class StudyNotInPacs(ClientError):
+    """The PACS does not hold the study (queried by its Study Instance UID)."""
+
+    code, status, title = "VERITY-4402", 404, "Study not found in the PACS"
+
+
+class PacsNotAllowed(ClientError):
+    """The study's DICOMweb address is not one the hospital allowed; no request was sent."""
+
+    code, status, title = "VERITY-4403", 422, "PACS address not allowed"
+
+
+class NoPacsForStudy(ClientError):
+    """The ImagingStudy names no DICOMweb endpoint and no PACS is configured."""
+
+    code, status, title = "VERITY-4404", 422, "No PACS for this study"
+
+
+class StudyTooLarge(ClientError):
+    """The study exceeds the configured limit on instances or bytes."""
+
+    code, status, title = "VERITY-4405", 413, "Study over the limits"
 
 
 # --- 45xx files named on the command line -----------------------------------------------
@@ -292,6 +324,12 @@ class DicomWebUnavailable(ServerError):
     """The PACS DICOMweb server is down or timing out."""
 
     code, status, title = "VERITY-5023", 502, "DICOMweb server unavailable"
+
+
+class DicomWebAuthFailed(ServerError):
+    """The PACS refused Verity's credentials (401/403): fix the PACS configuration."""
+
+    code, status, title, retryable = "VERITY-5025", 502, "DICOMweb authorization failed", False
 
 
 class FhirNotConfigured(ServerError):

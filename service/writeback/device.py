@@ -10,7 +10,7 @@ from fhir.resources.R4B.device import Device
 
 from service import __version__
 from service.config import WritebackSettings
-from service.verify.pills.results import ModelInfo
+from service.verify.common import ModelInfo
 from service.writeback import codes
 from service.writeback.datatypes import meta, narrative, ref, urn
 

@@ -13,7 +13,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from service.config import WritebackSettings
 from service.errors import InternalError
 from service.fhir.orders import StaticOrderSource
-from service.verify.pills.results import ModelInfo
+from service.verify.common import ModelInfo
 from service.workflows.pills.verify import PillRequest, verify_pill
 from service.writeback import codes, pills
 from service.writeback.bundle import Activity, Entry, entry_url, transaction

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from service.verify.common import ModelInfo
+
 Band = Literal["MATCH", "UNCERTAIN", "MISMATCH"]  # the band of one calibrated score
 
 
@@ -25,12 +27,6 @@ class Finding(StrEnum):
     ORDER_INACTIVE = "ORDER_INACTIVE"
     PATIENT_MISMATCH = "PATIENT_MISMATCH"
     COUNT_MISMATCH = "COUNT_MISMATCH"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
 
 
 @dataclass(frozen=True)

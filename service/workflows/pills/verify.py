@@ -17,8 +17,9 @@ from service.errors import NoPillFound
 from service.store import products, vectors
 from service.store import verifications as audit
 from service.store.pool import Connect
+from service.verify.common import ModelInfo
 from service.verify.pills.orders import OrderInfo, contained_medication, read_order
-from service.verify.pills.results import ModelInfo, PillResult, PillVerification
+from service.verify.pills.results import PillResult, PillVerification
 from service.verify.pills.verdicts import findings, overall, pill_result
 from service.vision.pills.engine import PhotoResult
 from service.workflows.pills.service import PillService, product_ref
