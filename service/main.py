@@ -10,13 +10,23 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import __version__
-from service.api import discovery, health, identify, library, medication, openapi, problems
+from service.api import (
+    discovery,
+    health,
+    identify,
+    imaging,
+    library,
+    medication,
+    openapi,
+    problems,
+)
 from service.api.middleware import RequestContextMiddleware
 from service.auth.tokens import TokenValidator
 from service.config import Settings, load_settings
 from service.errors import VerityError
 from service.fhir.client import create_fhir_client
 from service.store.database import Database
+from service.workflows.imaging.jobs import serve_jobs
 from service.writeback.relay import run_relay
 
 log = logging.getLogger(__name__)
@@ -31,7 +41,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         db = Database(settings)
         app.state.db = db
         stop_relay = asyncio.Event()
-        relay: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         app.state.token_validator = TokenValidator(settings.auth)
         if settings.auth.enabled and not app.state.token_validator.configured:
             log.warning("auth is on but no issuer/audience is set: protected endpoints refuse")
@@ -41,15 +51,19 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             if settings.fhir.base_url:
                 app.state.fhir = await create_fhir_client(settings.fhir)
                 if settings.outbox.relay_enabled:
-                    relay = asyncio.create_task(
+                    background.append(asyncio.create_task(
                         run_relay(db.pool, app.state.fhir, settings.outbox, stop_relay)
-                    )
+                    ))  # fmt: skip
+                if settings.imaging.worker_enabled:
+                    background.append(asyncio.create_task(
+                        serve_jobs(db.pool, settings, app.state.fhir, stop_relay)
+                    ))  # fmt: skip
             log.info("verity started", extra={"embedded_db": db.embedded})
             yield
         finally:
             stop_relay.set()
-            if relay is not None:
-                await relay
+            for task in background:
+                await task
             if app.state.fhir is not None:
                 await app.state.fhir.aclose()
             await app.state.token_validator.aclose()
@@ -76,6 +90,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(identify.router)
     app.include_router(library.router)
     app.include_router(medication.router)
+    app.include_router(imaging.router)
     openapi.install(app)
     return app
 

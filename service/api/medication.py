@@ -19,7 +19,8 @@ from service.deps import DbConn, Pills, Settings, connection
 from service.errors import FhirNotConfigured, RequestInvalid
 from service.fhir.references import parse_reference
 from service.store import verifications as audit
-from service.workflows.pills.verify import ORDER_TYPE, Caller, PillRequest, verify_pill
+from service.workflows.pills.verify import ORDER_TYPE, PillRequest, verify_pill
+from service.workflows.record import Caller
 
 router = APIRouter(
     prefix="/v1/medication-verifications",

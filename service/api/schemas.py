@@ -201,3 +201,52 @@ class VerificationSummaryOut(BaseModel):
 class VerificationListOut(BaseModel):
     items: list[VerificationSummaryOut]
     next_before: str | None = Field(description="pass as `before` for the next page")
+
+
+class ImagingVerificationIn(BaseModel):
+    """The study to verify: an ImagingStudy id, reference or URL on the EHR's FHIR server."""
+
+    imaging_study: SafeText = Field(
+        min_length=1, max_length=500, examples=["ImagingStudy/123", "123"]
+    )
+
+
+class ImagingProgressOut(BaseModel):
+    series_expected: int = 0
+    instances_expected: int = 0
+    series_found: int = 0
+    instances_found: int = Field(0, description="listed by the PACS")
+    instances_fetched: int = 0
+    instances_checked: int = Field(0, description="decoded and fingerprinted")
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    title: str
+    detail: str
+    retryable: bool
+
+
+class ImagingJobOut(BaseModel):
+    """An imaging verification: its state, progress and, once done, the result."""
+
+    id: str
+    state: str = Field(description="queued, running, done or failed")
+    created_at: datetime
+    updated_at: datetime
+    imaging_study: str
+    patient: str | None = None
+    order: str | None = Field(None, description="the ServiceRequest the study is based on")
+    attempts: int
+    progress: ImagingProgressOut
+    outcome: str | None = Field(None, description="PASSED, FAILED or INCOMPLETE once done")
+    findings: list[str] = []
+    error: JobErrorOut | None = None
+    result: dict[str, Any] | None = Field(
+        None, description="the verification (checks, values compared, FHIR write) once done"
+    )
+
+
+class ImagingJobListOut(BaseModel):
+    items: list[ImagingJobOut]
+    next_before: str | None = None

@@ -12,13 +12,30 @@ import psycopg
 
 from service.config import Settings
 from service.errors import DatabaseUnavailable, FhirNotConfigured
+from service.fhir.client import create_fhir_client
 from service.store.database import Database
 from service.store.pool import connect
-from service.writeback.relay import outbox_status, retry_row, run_worker
+from service.workflows.imaging.jobs import serve_jobs
+from service.writeback.relay import outbox_status, retry_row, run_relay
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Own pool and FHIR client; the outbox relay and the imaging jobs until `stop`."""
+    db = Database(settings)
+    await db.start(run_migrations=False)
+    fhir = await create_fhir_client(settings.fhir)
+    try:
+        await asyncio.gather(
+            run_relay(db.pool, fhir, settings.outbox, stop),
+            serve_jobs(db.pool, settings, fhir, stop),
+        )
+    finally:
+        await fhir.aclose()
+        await db.stop()
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Deliver the outbox until SIGINT/SIGTERM (a separately scaled relay)."""
+    """Deliver the outbox and run imaging jobs until SIGINT/SIGTERM (scaled separately)."""
     if not settings.fhir.base_url:
         raise FhirNotConfigured("the worker delivers to VERITY_FHIR__BASE_URL; none is set")
 
@@ -64,7 +81,8 @@ def outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub.add_parser(
-        "worker", help="run the outbox relay on its own (several may run at once)"
+        "worker",
+        help="run the outbox relay and the imaging jobs on their own (several may run at once)",
     ).set_defaults(handler=worker)
     ob = sub.add_parser("outbox", help="the FHIR write-back queue")
     ob_sub = ob.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")

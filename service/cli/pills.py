@@ -22,8 +22,9 @@ from service.fhir.references import parse_reference
 from service.store.database import Database
 from service.verify.pills.results import Finding, PillVerification, ProductRef, Verdict
 from service.workflows.pills.service import load_pill_service
-from service.workflows.pills.verify import ORDER_TYPE, Caller, OrderSource, PillRequest
+from service.workflows.pills.verify import ORDER_TYPE, OrderSource, PillRequest
 from service.workflows.pills.verify import verify_pill as run_verification
+from service.workflows.record import Caller
 
 DRY_RUN_NOTE = (
     "An order from a file is a dry run: nothing is recorded in the audit table and nothing is "

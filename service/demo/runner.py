@@ -27,7 +27,8 @@ from service.store.pool import Connect, reuse
 from service.verify.pills.results import Finding, PillResult, PillVerification, Verdict
 from service.workflows.pills.enrol import enrol_products
 from service.workflows.pills.service import PillService, load_pill_service
-from service.workflows.pills.verify import Caller, PillRequest, verify_pill
+from service.workflows.pills.verify import PillRequest, verify_pill
+from service.workflows.record import Caller
 from service.writeback.relay import deliver_batch, outbox_status
 
 PATIENT = "Patient/demo-patient-1"

@@ -18,6 +18,15 @@ from service.writeback.bundle import OutboxWrite
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who asked (from the bearer token), as the audit row keeps it."""
+
+    subject: str | None = None
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recorded:
     """A recorded verification (its JSON, with what happens in the EHR) and whether this call
     created it."""

@@ -1,6 +1,6 @@
 """The outbox relay: delivers queued transaction Bundles to the EHR's FHIR server.
 
-Runs inside `verity serve` (`run_relay`) or alone (`run_worker` for `verity worker`); any number
+Runs inside `verity serve` or alone (`verity worker`, `cli/outbox.py`); any number
 of relays can run at once: rows are claimed with SKIP LOCKED and every Bundle is a conditional
 create, so a retry after a lost response finds the resource instead of writing it again.
 """
@@ -15,9 +15,9 @@ import psycopg
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from service.config import OutboxSettings, Settings
+from service.config import OutboxSettings
 from service.errors import ClientError, DatabaseUnavailable, VerityError
-from service.fhir.client import FhirClient, create_fhir_client
+from service.fhir.client import FhirClient
 from service.store import outbox
 from service.writeback.bundle import created_location
 
@@ -130,20 +130,6 @@ async def run_relay(
             except TimeoutError:
                 pass
     log.info("outbox relay stopped")
-
-
-async def run_worker(settings: Settings, stop_event: asyncio.Event) -> None:
-    """`verity worker`: own pool and FHIR client, relay until stop_event."""
-    from service.store.database import Database
-
-    db = Database(settings)
-    await db.start(run_migrations=False)
-    fhir = await create_fhir_client(settings.fhir)
-    try:
-        await run_relay(db.pool, fhir, settings.outbox, stop_event)
-    finally:
-        await fhir.aclose()
-        await db.stop()
 
 
 async def outbox_status(pool: AsyncConnectionPool, dead_limit: int = 20) -> outbox.OutboxStatus:

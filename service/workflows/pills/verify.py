@@ -23,7 +23,7 @@ from service.verify.pills.results import PillResult, PillVerification
 from service.verify.pills.verdicts import findings, overall, pill_result
 from service.vision.pills.engine import PhotoResult
 from service.workflows.pills.service import PillService, product_ref
-from service.workflows.record import Recorded, record
+from service.workflows.record import Caller, Recorded, record
 from service.writeback.pills import pill_write
 
 ORDER_TYPE = "MedicationRequest"
@@ -34,13 +34,6 @@ class OrderSource(Protocol):
     """Where orders come from: the EHR's FHIR server, or a file for a dry run."""
 
     async def read(self, resource_type: str, rid: str) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class Caller:
-    subject: str | None = None
-    client_id: str | None = None
-    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
