@@ -34,6 +34,33 @@ def evaluate_pills(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def evaluate_studies(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the imaging protocol's figures on a labelled studies folder (throwaway archive)."""
+    from service.evaluation.studies import evaluate_studies as run
+
+    result = asyncio.run(run(Path(args.dataset), settings, details=not args.json))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    rows = result.pop("rows", [])
+    per_code = result.pop("per_code", {})
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"\n{'code':<22} expected found recall false_alarms")
+    for code, c in per_code.items():
+        recall = "-" if c["recall"] is None else f"{c['recall']:.2f}"
+        print(f"{code:<22} {c['expected']:>8} {c['found']:>5} {recall:>6} {c['false_alarms']:>12}")
+    wrong = [r for r in rows if r["expected"] != r["found"]]
+    if wrong:
+        print("\ncases not reported exactly (expected -> found):")
+        for r in wrong:
+            error = f" [{r['error']}]" if r["error"] else ""
+            print(f"  {r['query']}: {' '.join(r['expected']) or 'clean'} -> "
+                  f"{' '.join(r['found']) or 'nothing'}{error}")  # fmt: skip
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = sub.add_parser("evaluate", help="measure accuracy on a labelled dataset")
     ev_sub = ev.add_subparsers(dest="evaluate_command", required=True, metavar="KIND")
@@ -45,3 +72,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     pills.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     pills.set_defaults(handler=evaluate_pills)
+    studies = ev_sub.add_parser(
+        "studies", help="the imaging-study protocol of the dataset README, on a throwaway archive"
+    )
+    studies.add_argument(
+        "dataset", metavar="DIR", help="a studies dataset folder (cases.csv, archive/, cases)"
+    )
+    studies.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    studies.set_defaults(handler=evaluate_studies)

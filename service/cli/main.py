@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from service.cli import auth, db, demo, evaluate, library, outbox, pills, serve
+    from service.cli import auth, db, demo, evaluate, imaging, library, outbox, pills, serve
 
-    for group in (serve, db, demo, library, evaluate, pills, outbox, auth):
+    for group in (serve, db, demo, library, evaluate, pills, imaging, outbox, auth):
         group.add_commands(sub)
     return parser
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from service.config import Settings
 from service.errors import FhirNotConfigured, FileUnreadable
@@ -20,6 +15,7 @@ from service.fhir.client import FhirClient, create_fhir_client
 from service.fhir.orders import StaticOrderSource
 from service.fhir.references import parse_reference
 from service.store.database import Database
+from service.store.pool import rolled_back
 from service.verify.pills.results import Finding, PillVerification, ProductRef, Verdict
 from service.workflows.pills.service import load_pill_service
 from service.workflows.pills.verify import ORDER_TYPE, OrderSource, PillRequest
@@ -60,13 +56,6 @@ def is_order_file(value: str) -> bool:
     )
 
 
-@asynccontextmanager
-async def _rolled_back(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
-    """A connection whose writes are undone: a dry run decides like a real one, stores nothing."""
-    async with pool.connection() as conn, conn.transaction(force_rollback=True):
-        yield conn
-
-
 async def _order(value: str, fhir: FhirClient | None) -> tuple[OrderSource, str]:
     """The order's source and reference: a file (dry run), or the FHIR server."""
     if fhir is None:
@@ -93,7 +82,7 @@ async def _verify_pill(args: argparse.Namespace, settings: Settings) -> int:
         await db.start()
         pills = await asyncio.to_thread(load_pill_service, settings)
         req = PillRequest(order_ref, photos, caller=Caller(subject="verity cli"))
-        connect = partial(_rolled_back, db.pool) if dry_run else db.pool.connection
+        connect = partial(rolled_back, db.pool) if dry_run else db.pool.connection
         v, recorded = await run_verification(
             pills, settings, req, source, connect, deliver=not dry_run
         )

@@ -94,3 +94,10 @@ async def connect(
             await conn.close()
             raise
     return conn
+
+
+@asynccontextmanager
+async def rolled_back(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A connection whose writes are undone: a dry run decides like a real one, stores nothing."""
+    async with pool.connection() as conn, conn.transaction(force_rollback=True):
+        yield conn
