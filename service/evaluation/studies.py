@@ -108,11 +108,12 @@ def score_cases(rows: list[dict[str, Any]]) -> dict[str, Any]:
     without_content = [r for r in rows if content not in r["expected"]]
     per_code: dict[str, dict[str, Any]] = {}
     for code in FindingCode:
-        expected = sum(code.value in r["expected"] for r in rows)
-        found = sum(code.value in r["expected"] and code.value in r["found"] for r in rows)
-        false_alarms = sum(code.value in r["found"] and code.value not in r["expected"] for r in rows)  # fmt: skip
+        c = code.value
+        expected = sum(c in r["expected"] for r in rows)
+        found = sum(c in r["expected"] and c in r["found"] for r in rows)
+        false_alarms = sum(c in r["found"] and c not in r["expected"] for r in rows)
         if expected or false_alarms:
-            per_code[code.value] = {
+            per_code[c] = {
                 "expected": expected,
                 "found": found,
                 "recall": round(found / expected, 4) if expected else None,
