@@ -26,7 +26,8 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "demo",
-        help="check four sample dispenses on a throwaway database (your library is not used)",
+        help="check four sample dispenses and four imaging studies on a throwaway database (your "
+        "library is not used)",
     )
     parser.add_argument(
         "--database-url",

@@ -1,5 +1,6 @@
 """`verity demo`: the main job on a throwaway database. Builds the rendered demo library,
-checks four sample dispenses against their orders, and says in words what Verity decided, what
+checks four sample dispenses against their orders and four generated imaging studies against
+theirs, and says in words what Verity decided, what
 it would write to the EHR, and what its audit trail holds; the user's library is never used."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg
 from pydantic import SecretStr
 
 from service.config import Settings
+from service.demo.imaging import run_imaging_demo
 from service.demo.renderer import DEMO_PILLS, DemoPill, demo_order, phone_photo, reference_images
 from service.errors import UnknownProduct
 from service.fhir.client import create_fhir_client
@@ -108,6 +110,9 @@ async def run_demo(
                                                _BY_ID[ordered], _BY_ID[shown], count,
                                                deliver=fhir is not None,
                                                show_fhir=show_fhir))  # fmt: skip
+                ids += await run_imaging_demo(
+                    db.pool.connection, settings, first=len(ids) + 1, deliver=fhir is not None
+                )
                 if fhir is not None:
                     await _deliver(db, fhir, settings, throwaway=database_url is None)
                 async with db.pool.connection() as conn:
@@ -125,11 +130,11 @@ async def run_demo(
 
 
 def _header(settings: Settings, pills: PillService, explicit: bool) -> None:
-    print("Verity demo: four sample dispenses checked against their orders "
-          "(rendered pills, sample orders, no real patient)")  # fmt: skip
+    print("Verity demo: four sample dispenses and four imaging studies checked against their "
+          "orders (rendered pills, generated studies, sample orders, no real patient)")  # fmt: skip
     if explicit:
         print("Database: the one given with --database-url; the demo products are removed "
-              "from its library at the end, its audit table keeps the four checks")  # fmt: skip
+              "from its library at the end, its audit table keeps the eight checks")  # fmt: skip
     else:
         print("Database: a throwaway one, deleted at the end; your library and audit trail "
               f"(under {settings.data_dir}, or DATABASE_URL) are not touched")  # fmt: skip
@@ -252,16 +257,19 @@ def _resources(result: dict[str, Any]) -> list[dict[str, Any]]:
 async def _audit_trail(conn: psycopg.AsyncConnection, ids: list[str], *, throwaway: bool) -> None:
     """The demo's verifications as the audit table recorded them, and where the real one is."""
     where = "the throwaway database, deleted next" if throwaway else "the --database-url database"
-    print(f"Audit trail: the four checks as Verity recorded them (in {where}):")
+    print(f"Audit trail: the checks as Verity recorded them (in {where}):")
     for vid in ids:
         row = await audit.get(conn, vid)
         codes = [*row.result.get("findings", [])]
-        if row.verdict != Verdict.MATCH or not codes:
+        if row.kind == "imaging":
+            codes = codes or ["no finding"]
+        elif row.verdict != Verdict.MATCH or not codes:
             codes.insert(0, row.verdict)
         else:
             codes.append(f"(pill identity {row.verdict})")
         summary = "OK" if not row.result.get("needs_attention") else "PROBLEM"
-        if row.verdict in (Verdict.UNCERTAIN, Verdict.NOT_IN_LIBRARY, Verdict.NO_PILL_FOUND):
+        if row.verdict in (Verdict.UNCERTAIN, Verdict.NOT_IN_LIBRARY, Verdict.NO_PILL_FOUND,
+                           "INCOMPLETE"):  # fmt: skip
             summary = "CHECK"
         fhir = str(row.result["fhir"]["status"]).replace("_", " ")
         print(f"  {row.created_at.astimezone():%H:%M:%S}  {row.order_ref:<31} {summary:<8} "
