@@ -238,7 +238,9 @@ async def test_basic_auth(basic_orthanc, tmp_path) -> None:
     async with await create_dicomweb_client(basic_orthanc.base_url, right) as c:
         assert len(await c.series(study_uid)) == 2
     (tmp_path / "pw").write_text("pw-1\n")
-    from_file = _settings(basic_orthanc, auth="basic", username="verity", password_file=tmp_path / "pw")
+    from_file = _settings(
+        basic_orthanc, auth="basic", username="verity", password_file=tmp_path / "pw"
+    )
     async with await create_dicomweb_client(basic_orthanc.base_url, from_file) as c:
         assert len(await c.series(study_uid)) == 2
     for bad in ({"password": "wrong"}, {}):

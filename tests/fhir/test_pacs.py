@@ -121,4 +121,9 @@ def test_malformed_configured_base_is_a_config_error() -> None:
 
 def test_normal_form() -> None:
     base = parse_base("HTTPS://Archive.Example/wado/")
-    assert (base.scheme, base.host, base.port, base.path) == ("https", "archive.example", 443, "/wado")
+    assert (base.scheme, base.host, base.port, base.path) == (
+        "https",
+        "archive.example",
+        443,
+        "/wado",
+    )
