@@ -221,9 +221,15 @@ class PacsSettings(BaseModel):
     max_retries: int = Field(3, ge=0, le=10)
     backoff_base_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(20.0, gt=0)
+    retry_after_max_s: float = Field(
+        60.0, ge=0, description="cap on a PACS's Retry-After before the next attempt"
+    )
     concurrency: int = Field(4, ge=1, le=64, description="instances fetched at once per study")
     max_instances: int = Field(5000, ge=1, description="refuse larger studies (StudyTooLarge)")
     max_instance_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_metadata_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="one QIDO-RS or WADO-RS metadata answer"
+    )
     max_study_bytes: int = Field(4 * 1024**3, ge=1024)
 
 

@@ -24,7 +24,9 @@
         ├── FhirAuthFailed           5021  EHR's authorization server refused our credentials
         ├── FhirRejected             5022  EHR FHIR server refused a request we built
         ├── DicomWebUnavailable      5023  PACS DICOMweb server down or timing out
-        └── DicomWebAuthFailed       5025  PACS refused Verity's credentials
+        ├── DicomWebAuthFailed       5025  PACS refused Verity's credentials
+        └── DicomWebRejected         5026  PACS refused a request Verity built, or answered
+                                           something that is not DICOMweb
 
 Every subclass declares its code once; `catalog()` lists them all for the docs and the
 `/errors` endpoint, and the API maps any VerityError to RFC 9457 problem+json in one place
@@ -330,6 +332,13 @@ class DicomWebAuthFailed(ServerError):
     """The PACS refused Verity's credentials (401/403): fix the PACS configuration."""
 
     code, status, title, retryable = "VERITY-5025", 502, "DICOMweb authorization failed", False
+
+
+class DicomWebRejected(ServerError):
+    """The PACS answered a request Verity built with an unexpected 4xx, a redirect, or a body
+    that is not the DICOMweb answer asked for."""
+
+    code, status, title, retryable = "VERITY-5026", 502, "DICOMweb request rejected", False
 
 
 class FhirNotConfigured(ServerError):

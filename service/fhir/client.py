@@ -8,10 +8,7 @@ retried with exponential backoff and full jitter, honouring Retry-After.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import random
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,11 +19,11 @@ from service.auth.smart_client import SmartBackendAuth
 from service.config import FhirSettings
 from service.errors import FhirReferenceInvalid, FhirRejected, FhirUnavailable
 from service.fhir.errors import error_for
+from service.fhir.retry import RETRY_STATUSES, retry_delay
 
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 Resource = dict[str, Any]
 
 
@@ -69,14 +66,13 @@ class FhirClient:
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         s = self.settings
-        retry_after = response.headers.get("Retry-After") if response is not None else None
-        if retry_after:
-            if retry_after.strip().isdigit():
-                return min(float(retry_after), s.retry_after_max_s)
-            when = email.utils.parsedate_to_datetime(retry_after)
-            if when is not None:
-                return max(0.0, min(when.timestamp() - time.time(), s.retry_after_max_s))
-        return random.uniform(0, min(s.backoff_max_s, s.backoff_base_s * 2**attempt))
+        return retry_delay(
+            attempt,
+            response,
+            base_s=s.backoff_base_s,
+            max_s=s.backoff_max_s,
+            retry_after_max_s=s.retry_after_max_s,
+        )
 
     async def request(
         self,

@@ -11,6 +11,8 @@ Fixtures (session-scoped):
                   admin_headers(), stop()/start()/restart() (in memory: data is NOT kept)
     lossy_proxy   LossyProxy in front of fhir_server: base_url, drop_next(n, method) forwards
                   the next n requests and closes the connection without the response
+    orthanc       OrthancServer (tests/servers/orthanc.py): Orthanc + DICOMweb plugin, no auth;
+                  base_url, stow(paths), delete_all(), requests_seen(), stop()/start()
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.orthanc import OrthancServer, start_orthanc
 from tests.servers.proxy import LossyProxy
 from tests.servers.servers import (
     API_AUDIENCE,
@@ -60,15 +63,25 @@ def lossy_proxy(fhir_server: FhirServer) -> Iterator[LossyProxy]:
     proxy.stop()
 
 
+@pytest.fixture(scope="session")
+def orthanc(test_servers_dir: Path) -> Iterator[OrthancServer]:
+    """Fails (never skips) when Orthanc or its DICOMweb plugin is not installed."""
+    server = start_orthanc(test_servers_dir / "orthanc")
+    yield server
+    server.stop()
+
+
 __all__ = [
     "API_AUDIENCE",
     "AuthServer",
     "Client",
     "FhirServer",
     "LossyProxy",
+    "OrthancServer",
     "auth_server",
     "client_pem_env",
     "fhir_server",
     "free_port",
     "lossy_proxy",
+    "orthanc",
 ]
