@@ -19,7 +19,6 @@ from typing import Any
 from service.config import Settings
 from service.errors import FhirNotConfigured, FileUnreadable
 from service.fhir.client import FhirClient, create_fhir_client
-from service.fhir.dicom_sources import FolderSource
 from service.fhir.orders import StaticOrderSource
 from service.fhir.references import parse_reference
 from service.store.database import Database
@@ -28,7 +27,7 @@ from service.verify.imaging.results import ImagingVerification, Outcome, StudyCo
 from service.workflows.imaging.check import check_study
 from service.workflows.imaging.jobs import record_check
 from service.workflows.imaging.read import STUDY_TYPE, ResourceSource, read_study
-from service.workflows.imaging.sources import PacsSources
+from service.workflows.imaging.sources import PacsSources, folder_source
 from service.workflows.record import Caller
 
 _MARK = {Outcome.PASSED: "ok  ", Outcome.FAILED: "FAIL", Outcome.NOT_APPLICABLE: "n/a ",
@@ -77,7 +76,7 @@ async def _verify_study(args: argparse.Namespace, settings: Settings) -> int:
         )
     fhir = None if files is not None else await create_fhir_client(settings.fhir)
     pacs = (
-        PacsSources.folder(settings.pacs, FolderSource(dicom, settings.pacs))
+        PacsSources.folder(settings.pacs, folder_source(dicom, settings.pacs))
         if dicom is not None
         else PacsSources(settings.pacs, smart_auth=fhir.auth if fhir else None)
     )

@@ -15,13 +15,13 @@ from typing import Any
 from service.config import Settings
 from service.errors import DatasetInvalid
 from service.evaluation.harness import Query, latency, run_protocol
-from service.fhir.dicom_sources import FolderSource
 from service.fhir.orders import StaticOrderSource
 from service.store.pool import Connect
 from service.verify.imaging.results import FindingCode
 from service.verify.imaging.study import StudyOrder
 from service.workflows.imaging.check import check_study, enrol_study
 from service.workflows.imaging.read import STUDY_TYPE, read_study
+from service.workflows.imaging.sources import folder_source
 
 FHIR_FILES = ("Patient.json", "ServiceRequest.json", "ImagingStudy.json")
 
@@ -75,7 +75,7 @@ class StudyProtocol:
     async def prepare(self, connect: Connect) -> None:
         for folder in archive_folders(self.dataset):
             order = await read_case(folder)
-            source = FolderSource(folder / "dicom", self.settings.pacs)
+            source = folder_source(folder / "dicom", self.settings.pacs)
             self.enrolled += await enrol_study(self.settings, order, source, connect)
 
     def queries(self) -> Iterator[Query[StudyCase]]:
@@ -84,7 +84,7 @@ class StudyProtocol:
 
     async def ask(self, connect: Connect, item: StudyCase) -> frozenset[str]:
         order = await read_case(item.folder)
-        source = FolderSource(item.folder / "dicom", self.settings.pacs)
+        source = folder_source(item.folder / "dicom", self.settings.pacs)
         checked = await check_study(self.settings, order, source, connect)
         return frozenset(f.value for f in checked.verification.findings)
 

@@ -3,12 +3,22 @@ for the process), or one fixed source (a folder: dry runs, the evaluation, the d
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from service.config import PacsSettings
-from service.fhir.dicom_sources import StudySource
-from service.fhir.dicomweb import DicomWebClient, create_dicomweb_client, pacs_base_for
+from service.fhir.dicom_sources import FolderSource, StudySource
+from service.fhir.dicomweb import DicomWebClient, create_dicomweb_client
+from service.fhir.pacs import pacs_base_for
 from service.verify.imaging.study import StudyOrder
+
+
+def folder_source(root: Path, settings: PacsSettings) -> FolderSource:
+    """A folder read as the PACS, under the PACS's limits."""
+    return FolderSource(
+        root, max_instances=settings.max_instances, max_instance_bytes=settings.max_instance_bytes
+    )
 
 
 class PacsSources:
