@@ -18,6 +18,19 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _placed(x: np.ndarray, y: np.ndarray, anatomy: np.random.Generator
+            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Where this patient lies in the gantry: a few mm off centre and turned a few degrees."""
+    dx, dy, turn = (
+        anatomy.uniform(-0.1, 0.1),
+        anatomy.uniform(-0.08, 0.08),
+        anatomy.uniform(-0.2, 0.2),
+    )
+    c, s = np.cos(turn), np.sin(turn)
+    u, v = x - dx, y - dy
+    return u * c + v * s, -u * s + v * c
+
+
 def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float,
              angle: float = 0.0) -> np.ndarray:  # fmt: skip
     c, s = np.cos(angle), np.sin(angle)
@@ -30,19 +43,20 @@ def _finish(hu: np.ndarray, rng: np.random.Generator, noise_hu: float) -> np.nda
     """Soften the edges like a reconstruction kernel and add quantum noise inside the body."""
     smooth = cv2.GaussianBlur(hu.astype(np.float32), (0, 0), 0.8)
     body = smooth > AIR_HU + 50
-    noisy = smooth + body * rng.normal(0.0, noise_hu, smooth.shape).astype(np.float32)
+    noise = np.asarray(rng.normal(0.0, noise_hu, smooth.shape), dtype=np.float32)
+    noisy = smooth + body * noise
     return np.asarray(noisy, dtype=np.float32)
 
 
 def head_ct_slice(size: int, z_mm: float, seed: int) -> np.ndarray:
     """An axial slice of a head, `z_mm` above the skull base (0-90 mm), in HU."""
     anatomy = np.random.default_rng(seed)
-    width, depth = 0.72 * anatomy.uniform(0.93, 1.05), 0.86 * anatomy.uniform(0.95, 1.04)
+    width, depth = 0.68 * anatomy.uniform(0.9, 1.08), 0.84 * anatomy.uniform(0.92, 1.06)
     ventricle = anatomy.uniform(0.8, 1.3)
     lesion = (anatomy.uniform(-0.35, 0.35), anatomy.uniform(-0.4, 0.3), anatomy.uniform(45, 75))
     h = float(np.clip(z_mm / 100.0, 0.0, 0.95))
     scale = float(np.sqrt(max(0.05, 1.0 - ((h - 0.25) / 0.75) ** 2)))
-    x, y = _grid(size)
+    x, y = _placed(*_grid(size), anatomy)
     hu = np.full((size, size), AIR_HU, dtype=np.float32)
     outer = _ellipse(x, y, 0.0, 0.0, width * scale, depth * scale)
     inner = _ellipse(x, y, 0.0, 0.0, width * scale - 0.07, depth * scale - 0.07)
@@ -112,6 +126,6 @@ def chest_radiograph(size: int, seed: int) -> np.ndarray:
         img[(np.abs(y - arc) < 0.016) & (np.abs(x) > 0.06) & lungs] += 0.2
     clavicle = np.abs(y - (-0.7 + 0.25 * (np.abs(x) - 0.35) ** 2)) < 0.02
     img[clavicle & (np.abs(x) < 0.62) & (np.abs(x) > 0.06)] += 0.3
-    img = cv2.GaussianBlur(img, (0, 0), size / 256.0 * 1.6)
-    img += anatomy.normal(0.0, 0.01, img.shape).astype(np.float32)
-    return np.asarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
+    blurred = cv2.GaussianBlur(img, (0, 0), size / 256.0 * 1.6)
+    noisy = blurred + np.asarray(anatomy.normal(0.0, 0.01, img.shape), dtype=np.float32)
+    return np.asarray(np.clip(noisy, 0.0, 1.0), dtype=np.float32)

@@ -174,8 +174,10 @@ def _reused(base: Path, order: Order, attenuation: np.ndarray) -> list[_Written]
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.compress(RLELossless, stored, generate_instance_uid=False)
     path = write_dicom(base / "dicom", ds)
-    alteration = (f"pixels of archive/demo-a01 (another patient): resized {XR_SIZE} -> "
-                  f"{REUSED_SIZE} px, stored values x3.5 + 500, new window, RLE (deliberate defect)")  # fmt: skip
+    alteration = (
+        f"pixels of archive/demo-a01 (another patient): resized {XR_SIZE} -> {REUSED_SIZE} px, "
+        "stored values x3.5 + 500, new window, RLE (deliberate defect)"
+    )
     return [_Written(path, "archive/demo-a01", alteration)]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ComputedRadiographyImageStorage,
     CTImageStorage,
     ExplicitVRLittleEndian,
@@ -135,8 +136,8 @@ def dicom_dataset(order: Order, image: Image, *, identity: Person | None = None)
     when = order.performed
     uid = order.instance_uid(image.number)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = order.exam.sop_class
-    meta.MediaStorageSOPInstanceUID = uid
+    meta.MediaStorageSOPClassUID = UID(order.exam.sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "VERITY_DEMO"
