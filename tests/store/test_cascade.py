@@ -21,8 +21,9 @@ from service.verify.pills.catalog import Ingredient
 from service.vision.pills.engine import PillEngine
 from service.workflows.pills.enrol import enrol_products
 from service.workflows.pills.service import PillService
+from tests.conftest import SHARED_DATA
 
-PILLS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pills"
+PILLS = SHARED_DATA / "pills"
 SECOND = "efficientnet-lite0-raw"  # a second card on the same network: no head applies to it
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_DATA
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PILLS_DIR = (REPO_ROOT / ".." / "shared" / "data" / "pills").resolve()
+PILLS_DIR = SHARED_DATA / "pills"
 
 
 @pytest.fixture(scope="session")
