@@ -153,8 +153,9 @@ def _demographics(order: StudyOrder, people: list[_Identity], covered: bool) -> 
     fields = sorted({f for p in bad for f in p.differs})
     outcome = Outcome.NOT_APPLICABLE if covered else Outcome.FAILED
     summary = (
-        f"The DICOM {' and '.join(fields)} do not match the Patient on {len(bad)} of {len(agreeing)}"
-        " instances whose PatientID agrees" + (f"; {_COVERED}." if covered else ".")
+        f"The DICOM {' and '.join(fields)} do not match the Patient on {len(bad)} of"
+        f" {len(agreeing)} instances whose PatientID agrees"
+        + (f"; {_COVERED}." if covered else ".")
     )
     dicom = [v for p in bad for v in _dicom_values(p.header)[1:]]
     ids = [p.header.sop_uid for p in bad]
