@@ -239,6 +239,12 @@ class ImagingSettings(BaseModel):
     date_window_days: int = Field(
         30, ge=0, le=3650, description="StudyDate this far from the order date: DATE_OUT_OF_WINDOW"
     )
+    patient_id_issuers: list[str] = Field(
+        default_factory=list,
+        description="IssuerOfPatientID names (or UniversalEntityIDs) of the hospital's MRN"
+        " authority, besides the Patient's MRN system (e.g. HOSPITAL.EXAMPLE); any other"
+        " issuer in a DICOM header is PATIENT_ID_MISMATCH",
+    )
     representative_frames: int = Field(
         3, ge=1, le=64, description="frames decoded from a multi-frame instance"
     )
