@@ -236,8 +236,12 @@ class ImagingSettings(BaseModel):
     representative_frames: int = Field(
         3, ge=1, le=64, description="frames decoded from a multi-frame instance"
     )
+    # Of the 256 fingerprint bits (service/vision/dicom/fingerprint.py). Measured on the dev
+    # studies: re-encoded/re-windowed/resized duplicates 0-4 apart (synthetic lossy JPEG,
+    # gamma, window and 4x downsizing <= 39, a 1% crop <= 44); different patients' images of
+    # the same body part >= 94 apart. 48 sits between the two, nearer the duplicates.
     duplicate_max_distance: int = Field(
-        10, ge=0, le=64, description="fingerprint Hamming distance that counts as the same image"
+        48, ge=0, le=256, description="fingerprint Hamming distance that counts as the same image"
     )
     worker_enabled: bool = Field(True, description="run imaging jobs inside `verity serve`")
     poll_interval_s: float = Field(1.0, gt=0)
