@@ -237,9 +237,10 @@ class ImagingSettings(BaseModel):
         3, ge=1, le=64, description="frames decoded from a multi-frame instance"
     )
     # Of the 256 fingerprint bits (service/vision/dicom/fingerprint.py). Measured on the dev
-    # studies: re-encoded/re-windowed/resized duplicates 0-4 apart (synthetic lossy JPEG,
-    # gamma, window and 4x downsizing <= 39, a 1% crop <= 44); different patients' images of
-    # the same body part >= 94 apart. 48 sits between the two, nearer the duplicates.
+    # studies (tests/vision/test_fingerprint.py): the 3 DUPLICATE_IMAGE cases are 0 bits from
+    # their archive image; the other 996 (case, archive) pairs are 106-150 apart. Synthetic
+    # changes of 38 real images stay within: JPEG q40 6, J2K 20:1 14, window/gamma 24,
+    # 6-bit 2, 4x smaller 38, a 1% crop 44. 48 lies between, nearer the duplicates.
     duplicate_max_distance: int = Field(
         48, ge=0, le=256, description="fingerprint Hamming distance that counts as the same image"
     )

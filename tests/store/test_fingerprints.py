@@ -24,8 +24,14 @@ def _flip(bits: str, n: int, rng: random.Random) -> str:
 
 def _row(sop: str, patient: str, fp: str, study: str = "1.2.3", **kw) -> FingerprintRow:
     return FingerprintRow(
-        sop_uid=sop, series_uid=study + ".1", study_uid=study, patient_key=patient, frame=0,
-        fingerprint=fp, source=kw.pop("source", "archive"), **kw,
+        sop_uid=sop,
+        series_uid=study + ".1",
+        study_uid=study,
+        patient_key=patient,
+        frame=0,
+        fingerprint=fp,
+        source=kw.pop("source", "archive"),
+        **kw,
     )
 
 
@@ -41,9 +47,15 @@ async def test_nearest_skips_the_same_patient_even_when_it_fills_the_candidates(
     rng = random.Random(7)
     query = "".join(rng.choice("01") for _ in range(FINGERPRINT_BITS))
     own = [_row(f"1.1.{i}", "patient-a", _flip(query, 2 + i % 12, rng)) for i in range(60)]
-    others = [_row(f"2.2.{i}", "patient-b", _flip(query, 20 + i, rng), study="2.2") for i in range(3)]
+    others = [
+        _row(f"2.2.{i}", "patient-b", _flip(query, 20 + i, rng), study="2.2") for i in range(3)
+    ]
     noise = [
-        _row(f"3.3.{i}", f"patient-{i % 7}", "".join(rng.choice("01") for _ in range(FINGERPRINT_BITS)))
+        _row(
+            f"3.3.{i}",
+            f"patient-{i % 7}",
+            "".join(rng.choice("01") for _ in range(FINGERPRINT_BITS)),
+        )
         for i in range(300)
     ]
     assert await store.add(conn, own + others + noise) == 363
@@ -85,9 +97,10 @@ async def test_a_reencoded_duplicate_of_another_patient_is_found(conn):
     a03 = archive.index(next(p for p in archive if "dev-a03" in str(p)))
     assert [m.study_uid for m in found] == [f"9.{a03}.0"]
     # the same pixels under the archived patient's own key are not a finding
-    assert await store.nearest_other_patients(
-        conn, case, f"archived-{a03}", k=5, max_distance=limit
-    ) == []
+    assert (
+        await store.nearest_other_patients(conn, case, f"archived-{a03}", k=5, max_distance=limit)
+        == []
+    )
 
 
 async def test_sop_uid_reused_under_another_patient(conn):
@@ -102,8 +115,14 @@ async def test_sop_uid_reused_under_another_patient(conn):
         conn,
         [
             _row("1.2.840.1", "patient-a", fp, study="5.5"),
-            _row("1.2.840.2", "patient-b", fp, study="6.6", source="verification",
-                 verification_id=verification),
+            _row(
+                "1.2.840.2",
+                "patient-b",
+                fp,
+                study="6.6",
+                source="verification",
+                verification_id=verification,
+            ),
         ],
     )
     found = await store.sop_uids_elsewhere(conn, ["1.2.840.1", "1.2.840.2", "7.7"], "patient-b")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom import Dataset, dcmread
-from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -81,7 +81,7 @@ def representative_indices(total: int, count: int) -> tuple[int, ...]:
 def _int_attr(ds: Dataset, keyword: str, default: int | None = None) -> int:
     value = ds.get(keyword, default)
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         raise PixelsUnreadable(f"Image Pixel module without a usable {keyword}") from None
 
@@ -157,7 +157,7 @@ def _colour(rgb: np.ndarray, bits: int) -> np.ndarray:
     if rgb.dtype == np.uint8:
         return rgb
     top = 255 if high <= 255 else (1 << max(bits, high.bit_length())) - 1
-    return np.rint(rgb.astype(np.float32) * (255.0 / top)).astype(np.uint8)
+    return np.asarray(np.rint(rgb.astype(np.float32) * (255.0 / top)), dtype=np.uint8)
 
 
 def _padding_keep(ds: Dataset, stored: np.ndarray) -> np.ndarray | None:

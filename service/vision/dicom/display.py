@@ -67,8 +67,9 @@ def frame_transforms(ds: Dataset, index: int) -> FrameTransforms:
         merged.VOILUTSequence = voi_lut
     centre, width = _first(voi["WindowCenter"]), _first(voi["WindowWidth"])
     function = str(voi["VOILUTFunction"] or "LINEAR").upper()
-    usable = centre is not None and width is not None and width >= 1
-    window = (centre, width) if usable else None  # type: ignore[assignment]
+    window = None
+    if centre is not None and width is not None and width >= 1:
+        window = (centre, width)
     return FrameTransforms(merged, window, function if function in _LINEAR_FUNCTIONS else "LINEAR")
 
 
@@ -97,7 +98,8 @@ def _voi_lut(values: np.ndarray, transforms: FrameTransforms) -> np.ndarray:
     item = transforms.lut_ds.VOILUTSequence[0]
     bits = int(item.LUTDescriptor[2])
     mapped = apply_voi(np.rint(values).astype(np.int64), transforms.lut_ds, index=0)
-    return np.clip(np.asarray(mapped, dtype=np.float32) / float((1 << bits) - 1), 0.0, 1.0)
+    scaled = np.asarray(mapped, dtype=np.float32) / float((1 << bits) - 1)
+    return np.asarray(np.clip(scaled, 0.0, 1.0), dtype=np.float32)
 
 
 def robust_window(values: np.ndarray) -> tuple[float, float] | None:

@@ -4,6 +4,7 @@ truncated frame with grey and reports success, so a frame must end where its cod
 from __future__ import annotations
 
 import math
+
 from pydicom import Dataset
 from pydicom.encaps import get_frame
 from pydicom.uid import UID, RLELossless
@@ -42,8 +43,10 @@ def check_encapsulated_frame(ds: Dataset, syntax: UID, index: int, total: int) -
         raise PixelsUnreadable(f"missing or malformed encapsulated {kind} frame") from exc
     if kind == "RLE":
         return  # the RLE header's segment offsets are checked by the decoder itself
-    start_ok = frame.startswith(_JPEG_SOI) if kind != "JPEG 2000" else (
-        frame.startswith(_J2K_SOC) or frame.startswith(_JP2_SIGNATURE)
+    start_ok = (
+        frame.startswith(_JPEG_SOI)
+        if kind != "JPEG 2000"
+        else (frame.startswith(_J2K_SOC) or frame.startswith(_JP2_SIGNATURE))
     )
     if not start_ok:
         raise PixelsUnreadable(f"corrupted {kind} frame (no start marker)")
