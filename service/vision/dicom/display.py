@@ -13,7 +13,7 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi
 # Share of the pixels clipped at each end by the robust window when the header has none.
 ROBUST_PERCENTILES = (0.5, 99.5)
 # Pixels sampled for the robust window and the constant-image test (a strided subsample).
-_SAMPLE_PIXELS = 1 << 20
+_SAMPLE_PIXELS = 1 << 16
 _LINEAR_FUNCTIONS = {"LINEAR", "LINEAR_EXACT", "SIGMOID"}
 
 
@@ -102,13 +102,12 @@ def _voi_lut(values: np.ndarray, transforms: FrameTransforms) -> np.ndarray:
     return np.asarray(np.clip(scaled, 0.0, 1.0), dtype=np.float32)
 
 
-def robust_window(values: np.ndarray) -> tuple[float, float] | None:
-    """(low, high) percentiles of the (non-padding) values; None when they are all equal."""
-    sample = _sample(values)
-    low, high = (float(v) for v in np.percentile(sample, ROBUST_PERCENTILES))
+def robust_window(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) percentiles of the (non-padding) values, widened to min/max if they meet."""
+    low, high = (float(v) for v in np.percentile(_sample(values), ROBUST_PERCENTILES))
     if high <= low:
         low, high = float(values.min()), float(values.max())
-    return (low, high) if high > low else None
+    return (low, high) if high > low else (low, low + 1.0)
 
 
 def to_display(
@@ -121,7 +120,7 @@ def to_display(
     is used instead). Returns None when the kept pixels are all equal (a constant image).
     """
     kept = values[keep] if keep is not None else values
-    if kept.size == 0 or robust_window(kept) is None:
+    if kept.size == 0 or float(kept.min()) == float(kept.max()):
         return None
     grey: np.ndarray | None = None
     if "VOILUTSequence" in transforms.lut_ds:
@@ -133,7 +132,7 @@ def to_display(
         if float(shown.max()) - float(shown.min()) < 1.0 / 255.0:
             grey = None
     if grey is None:
-        low, high = robust_window(kept)  # type: ignore[misc]
+        low, high = robust_window(kept)
         grey = np.clip((values - low) / (high - low), 0.0, 1.0)
     if monochrome1:
         grey = 1.0 - grey
