@@ -11,8 +11,11 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+from pydicom import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 
 from service.config import ImagingSettings, LimitSettings
@@ -38,6 +41,16 @@ def _median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def _floor(ds: Dataset, decoder: Any, indices: tuple[int, ...], plugin: str) -> None:
+    for i in indices:
+        decoder.as_array(ds, index=i, decoding_plugin=plugin)
+
+
+def _decode_and_fingerprint(ds: Dataset, frames_wanted: int, frame_limit: int) -> None:
+    for frame in decode_image(ds, max_frames=frames_wanted, frame_limit=frame_limit).frames:
+        fingerprint(frame)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
@@ -55,20 +68,12 @@ def main() -> None:
         decoder = get_decoder(syntax)
         plugin = "pylibjpeg" if syntax.is_compressed else ""
 
-        def floor() -> None:
-            for i in indices:
-                decoder.as_array(ds, index=i, decoding_plugin=plugin)  # noqa: B023
-
-        def decode() -> object:
-            return decode_image(ds, max_frames=frames_wanted, frame_limit=frame_limit)  # noqa: B023
-
-        def decode_fp() -> None:
-            for frame in decode_image(  # noqa: B023
-                ds, max_frames=frames_wanted, frame_limit=frame_limit
-            ).frames:
-                fingerprint(frame)
-
-        row = [_median_ms(fn, args.repeat) for fn in (floor, decode, decode_fp)]
+        steps = (
+            partial(_floor, ds, decoder, indices, plugin),
+            partial(decode_image, ds, max_frames=frames_wanted, frame_limit=frame_limit),
+            partial(_decode_and_fingerprint, ds, frames_wanted, frame_limit),
+        )
+        row = [_median_ms(fn, args.repeat) for fn in steps]
         totals = [t + r for t, r in zip(totals, row, strict=True)]
         name = str(path.relative_to(args.dir))
         print(
