@@ -10,13 +10,11 @@ lossless and JPEG-LS files).
 from __future__ import annotations
 
 import io
-import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from pydicom import Dataset, dcmread
-from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.decoders.base import Decoder, get_decoder
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -27,8 +25,6 @@ from service.vision.dicom.frames import check_encapsulated_frame, check_native_l
 from service.vision.dicom.unreadable import PixelsUnreadable
 
 __all__ = ["DecodedImage", "PixelsUnreadable", "decode_image", "read_part10"]
-
-log = logging.getLogger(__name__)
 
 _DEFAULT_MAX_PIXELS = LimitSettings().max_image_pixels
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -51,11 +47,9 @@ def read_part10(data: bytes, *, max_bytes: int | None = None) -> Dataset:
         raise DicomTooLarge(f"DICOM object of {len(data)} bytes > {max_bytes}")
     part10 = data[128:132] == b"DICM"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on every oddity of a forced read
-            ds = dcmread(io.BytesIO(data), force=not part10)
-            for _ in ds.iterall():  # converts every raw element: a bad one fails here, not later
-                pass
+        ds = dcmread(io.BytesIO(data), force=not part10)
+        for _ in ds.iterall():  # converts every raw element: a bad one fails here, not later
+            pass
     except Exception as exc:  # pydicom raises many types on malformed input
         raise DicomInvalid("not a readable DICOM dataset") from exc
     if not ds.get("SOPInstanceUID") or not ds.get("SOPClassUID"):
@@ -121,19 +115,16 @@ def decode_image(
     else:
         check_native_length(ds, total)
     plugin = "pylibjpeg" if syntax.is_compressed else ""
-    frames = [_display_frame(ds, decoder.as_array, index, plugin) for index in indices]
+    frames = [_display_frame(ds, decoder, index, plugin) for index in indices]
     return DecodedImage(frames=frames, frame_indices=indices, total_frames=total)
 
 
-def _display_frame(ds: Dataset, as_array: object, index: int, plugin: str) -> np.ndarray:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            stored, meta = as_array(ds, index=index, decoding_plugin=plugin)  # type: ignore[operator]
-        except Exception as exc:  # any decoder failure is a finding about the pixels
-            raise PixelsUnreadable("undecodable frame") from exc
-    if caught:
-        log.debug("decoder warnings: %s", sorted({type(w.message).__name__ for w in caught}))
+def _display_frame(ds: Dataset, decoder: Decoder, index: int, plugin: str) -> np.ndarray:
+    try:
+        stored, meta = decoder.as_array(ds, index=index, decoding_plugin=plugin)
+    except Exception as exc:  # any decoder failure is a finding about the pixels
+        kind = UID(ds.file_meta.TransferSyntaxUID).name
+        raise PixelsUnreadable(f"undecodable frame ({kind[:30]})") from exc
     photometric = str(meta.get("photometric_interpretation", ds.PhotometricInterpretation))
     if photometric == "PALETTE COLOR":
         return _colour(apply_color_lut(stored, ds), 16)
