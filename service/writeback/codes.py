@@ -75,3 +75,23 @@ class IssueKind:
             code, display = self.act_code
             coding.insert(0, {"system": V3_ACT_CODE, "code": code, "display": display})
         return {"coding": coding, "text": self.display}
+
+
+# Imaging (issue 11): Verity's own vocabularies and profiles for the imaging write-back; the
+# finding codes themselves are in FINDING_SYSTEM, next to the pill ones.
+PROFILE_IMAGING_REPORT: Final = f"{CANONICAL_BASE}/StructureDefinition/verity-imaging-report"
+PROFILE_IMAGING_CHECK: Final = f"{CANONICAL_BASE}/StructureDefinition/verity-imaging-check"
+CHECK_OUTCOME_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/check-outcome"
+IMAGING_REPORT_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/imaging-report"
+IMAGING_FINDING_VALUESET: Final = f"{CANONICAL_BASE}/ValueSet/imaging-finding"
+IMAGING_CONCLUSION_VALUESET: Final = f"{CANONICAL_BASE}/ValueSet/imaging-conclusion"
+
+# HL7 terminology used by the imaging resources.
+V2_0074: Final = "http://terminology.hl7.org/CodeSystem/v2-0074"  # diagnostic service section
+OBSERVATION_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
+V3_OBSERVATION_INTERPRETATION: Final = (
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+)
+RADIOLOGY_SECTION: Final = {"system": V2_0074, "code": "RAD", "display": "Radiology"}
+IMAGING_CATEGORY: Final = {"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}
+ABNORMAL: Final = {"system": V3_OBSERVATION_INTERPRETATION, "code": "A", "display": "Abnormal"}

@@ -14,8 +14,8 @@ profile's differential it checks:
   error and does not count towards min);
 - the resource type of a `Reference` against `targetProfile` (from `Reference.type`, the
   reference URL, a conditional reference, or a Bundle `urn:uuid:` fullUrl given by the caller);
-- slices discriminated by `value`/`pattern` on `$this` or a child path (membership, then the
-  slice's own min/max and child rules).
+- slices discriminated by `value`/`pattern` on `$this` or a child path (membership by the
+  slice's fixed/pattern value or required binding, then its own min/max and child rules).
 
 It does not check the base resource's own rules (the `fhir.resources` models do that),
 invariants (FHIRPath), bindings to external value sets, or extension definitions.
@@ -178,14 +178,27 @@ class _Checker:
         for disc in slicing.get("discriminator", []):
             path = disc["path"]
             rule = self.by_id.get(slice_id if path == "$this" else f"{slice_id}.{path}", {})
+            values = [item] if path == "$this" else _walk(item, path.split("."))
             want = _fixed_or_pattern(rule)
             if want is None:
+                # FHIR: a `value` discriminator may also be a required binding of the slice.
+                members = self._required_codes(rule)
+                if members is not None and not any(
+                    isinstance(v, str) and v in members for v in values
+                ):
+                    return False
                 continue
             exact = want[0] == "fixed" and disc["type"] == "value"
-            values = [item] if path == "$this" else _walk(item, path.split("."))
             if not any(_matches(want[1], v, exact) for v in values):
                 return False
         return True
+
+    def _required_codes(self, el: Mapping[str, Any]) -> set[str] | None:
+        binding = el.get("binding", {})
+        if binding.get("strength") != "required":
+            return None
+        codes = self.reg.value_sets.get(binding["valueSet"].split("|")[0])
+        return None if codes is None else {code for _, code in codes}
 
     def _cardinality(self, el: Mapping[str, Any], items: list[Any]) -> None:
         lo = el.get("min")

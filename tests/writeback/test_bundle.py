@@ -35,6 +35,7 @@ def imaging_resources() -> tuple[Entry, Entry]:
         "text": narrative("Modality matches the order.", DISCLAIMER),
         "status": "preliminary",
         "subject": {"reference": "Patient/pat-1"},
+        "effectiveDateTime": WHEN.isoformat(),
         "issued": WHEN.isoformat(),
     }
     check = get_fhir_model_class("Observation")(
@@ -51,10 +52,10 @@ def imaging_resources() -> tuple[Entry, Entry]:
                 ]
             }
         ],
-        code={"text": "modality matches the order"},
+        code={"coding": [{"system": codes.FINDING_SYSTEM, "code": "MODALITY_MISMATCH"}]},
         device=DEVICE.reference(SETTINGS),
         derivedFrom=[{"reference": "ImagingStudy/is-1"}],
-        valueBoolean=True,
+        valueCodeableConcept={"coding": [{"system": codes.CHECK_OUTCOME_SYSTEM, "code": "passed"}]},
     )
     report = get_fhir_model_class("DiagnosticReport")(
         **common,
@@ -63,17 +64,22 @@ def imaging_resources() -> tuple[Entry, Entry]:
         category=[
             {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}
         ],
-        code={"text": "Verity imaging study check"},
+        code={
+            "coding": [
+                {"system": codes.IMAGING_REPORT_SYSTEM, "code": "imaging-study-verification"}
+            ]
+        },
         imagingStudy=[{"reference": "ImagingStudy/is-1"}],
         result=[{"reference": entry_url(system, "run-1/modality"), "type": "Observation"}],
         conclusion=f"All checks passed. {DISCLAIMER}",
+        conclusionCode=[{"coding": [{"system": codes.FINDING_SYSTEM, "code": "NO_FINDING"}]}],
     )
     return Entry.of(report, system, "run-1", 0.97), Entry.of(check, system, "run-1/modality")
 
 
 def activity() -> Activity:
-    # The Provenance profile's order slice is the pill path's (a MedicationRequest) until the
-    # imaging path adds its own (docs/fhir.md); everything else here is domain-free.
+    # The Provenance's order slice: the record checked (a MedicationRequest or an ImagingStudy);
+    # everything else here is domain-free.
     order = {"reference": "MedicationRequest/mr-1", "type": "MedicationRequest"}
     return Activity("run-1", WHEN, [{"role": "source", "what": order}], "Run 1.", DISCLAIMER)
 

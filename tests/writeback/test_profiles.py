@@ -11,6 +11,8 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from service.config import WritebackSettings
 from service.writeback import codes
+from service.writeback.imaging_issues import CONCLUSIONS
+from service.writeback.imaging_issues import ISSUES as IMAGING
 from service.writeback.pill_issues import ISSUES
 from service.writeback.pills import pill_write
 from service.writeback.validate import PROFILES_DIR, ProfileNotFound, load_registry, validate
@@ -54,9 +56,9 @@ def test_conformance_resources_parse_as_fhir(path):
 def test_code_system_holds_exactly_the_codes_verity_writes():
     cs = json.loads((PROFILES_DIR / "CodeSystem-verification-finding.json").read_text())
     assert cs["url"] == codes.FINDING_SYSTEM
-    assert {c["code"] for c in cs["concept"]} == set(ISSUES)
+    assert {c["code"] for c in cs["concept"]} == set(ISSUES) | set(IMAGING) | set(CONCLUSIONS)
     issue_vs = REGISTRY.value_sets[codes.DETECTED_ISSUE_CODE_VALUESET]
-    for kind in ISSUES.values():
+    for kind in [*ISSUES.values(), *IMAGING.values()]:
         assert (codes.FINDING_SYSTEM, kind.code) in issue_vs
         if kind.act_code:
             assert (codes.V3_ACT_CODE, kind.act_code[0]) in issue_vs
@@ -246,104 +248,3 @@ def test_validator_refuses_unknown_profiles_and_wrong_types():
     assert validate(issue, codes.PROFILE_PROVENANCE, registry=REGISTRY, fullurl_types=types) == [
         "resourceType is DetectedIssue, profile is for Provenance"
     ]
-
-
-# --- draft imaging profiles (no builder yet): a hand-made example and what must fail ----
-
-IMAGING_CHECK = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-check"
-IMAGING_REPORT = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-report"
-DISCLAIMER = "AI-assisted check: a radiologist must confirm it."
-DISCLAIMER_DIV = f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{DISCLAIMER}</p></div>'
-
-
-def imaging_pair() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    def model(rtype: str, data: dict[str, Any]) -> dict[str, Any]:
-        return (
-            get_fhir_model_class(rtype)
-            .model_validate(data)
-            .model_dump(mode="json", exclude_none=True)
-        )
-
-    common = {
-        "text": {"status": "generated", "div": DISCLAIMER_DIV},
-        "status": "preliminary",
-        "subject": {"reference": "Patient/pat-1"},
-        "issued": "2026-11-22T03:15:00Z",
-    }
-    obs = model(
-        "Observation",
-        {
-            "resourceType": "Observation",
-            **common,
-            "meta": {"profile": [IMAGING_CHECK], "security": [dict(codes.AIAST)]},
-            "identifier": [{"system": "urn:verity:verification", "value": "v-1/modality"}],
-            "category": [
-                {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                            "code": "imaging",
-                        }
-                    ]
-                }
-            ],
-            "code": {"text": "modality matches the order"},
-            "device": {"reference": "urn:uuid:0e0b1a52-5f6d-5b7e-9c3a-1f2e3d4c5b6a"},
-            "derivedFrom": [{"reference": "ImagingStudy/is-1"}],
-            "valueBoolean": True,
-        },
-    )
-    report = model(
-        "DiagnosticReport",
-        {
-            "resourceType": "DiagnosticReport",
-            **common,
-            "meta": {"profile": [IMAGING_REPORT], "security": [dict(codes.AIAST)]},
-            "identifier": [{"system": "urn:verity:verification", "value": "v-1"}],
-            "category": [
-                {
-                    "coding": [
-                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}
-                    ]
-                }
-            ],
-            "code": {"text": "Verity imaging study check"},
-            "imagingStudy": [{"reference": "ImagingStudy/is-1"}],
-            "result": [{"reference": "urn:uuid:5d1f1f9e-7a0a-5d8c-8a55-0d4e7c0f9b21"}],
-            "conclusion": f"All checks passed. {DISCLAIMER}",
-        },
-    )
-    types = {obs["device"]["reference"]: "Device", report["result"][0]["reference"]: "Observation"}
-    return obs, report, types
-
-
-def test_imaging_examples_conform():
-    obs, report, types = imaging_pair()
-    assert errors(obs, types) == []
-    assert errors(report, types) == []
-
-
-def test_imaging_negative_cases_fail():
-    obs, report, types = imaging_pair()
-    bad_obs = copy.deepcopy(obs)
-    bad_obs.pop("derivedFrom")
-    bad_obs["device"] = {"reference": "Practitioner/p1"}
-    bad_obs["valuePeriod"] = {"start": "2026-11-22"}
-    bad_obs.pop("valueBoolean")
-    bad_obs["category"] = [{"text": "imaging-ish"}]
-    found = errors(bad_obs, types)
-    assert "Observation.derivedFrom: 0 found, at least 1 required" in found
-    assert "Observation.device: points at Practitioner, allowed ['Device']" in found
-    assert (
-        "Observation.value[x]: valuePeriod not allowed, only ['CodeableConcept', 'Quantity', 'boolean', 'string']"
-        in found
-    )
-    assert "Observation.category:imaging: 0 found, at least 1 required" in found
-    bad_report = copy.deepcopy(report)
-    bad_report.pop("conclusion")
-    bad_report["result"] = [{"reference": "DetectedIssue/di-1"}]
-    bad_report["imagingStudy"].append({"reference": "ImagingStudy/is-2"})
-    found = errors(bad_report, types)
-    assert "DiagnosticReport.conclusion: 0 found, at least 1 required" in found
-    assert "DiagnosticReport.result: points at DetectedIssue, allowed ['Observation']" in found
-    assert "DiagnosticReport.imagingStudy: 2 found, at most 1 allowed" in found
