@@ -94,4 +94,7 @@ def configure_logging(level: str = "INFO") -> None:
     # httpx logs every URL at INFO; FHIR URLs carry resource ids and search parameters (and
     # RedactRequestUrls takes them out should anyone open these loggers).
     logging.getLogger("httpx").setLevel("WARNING")
+    # pydicom logs every frame it cannot decode at ERROR with a traceback; Verity reports those
+    # as UNREADABLE_IMAGE findings, so the log would only repeat them as if they were faults.
+    logging.getLogger("pydicom.pixels.decoders.base").setLevel("CRITICAL")
     logging.getLogger("httpcore").setLevel("WARNING")

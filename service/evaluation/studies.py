@@ -24,6 +24,17 @@ from service.workflows.imaging.read import STUDY_TYPE, read_study
 from service.workflows.imaging.sources import folder_source
 
 FHIR_FILES = ("Patient.json", "ServiceRequest.json", "ImagingStudy.json")
+# The assigning authority of the dataset's hospital (README, studies section: "Ours is
+# HOSPITAL.EXAMPLE / http://hospital.example/mrn"), used when none is configured.
+DATASET_ISSUERS = ["HOSPITAL.EXAMPLE"]
+
+
+def with_dataset_issuers(settings: Settings) -> Settings:
+    """The settings a dataset is checked under: its hospital's issuer unless one is set."""
+    if settings.imaging.patient_id_issuers:
+        return settings
+    imaging = settings.imaging.model_copy(update={"patient_id_issuers": DATASET_ISSUERS})
+    return settings.model_copy(update={"imaging": imaging})
 
 
 @dataclass(frozen=True)
@@ -142,4 +153,5 @@ async def evaluate_studies(dataset: Path, settings: Settings, *, details: bool) 
     """`verity evaluate studies DIR`: the protocol on a throwaway database."""
     if not dataset.is_dir():
         raise DatasetInvalid(f"{dataset} is not a folder")
+    settings = with_dataset_issuers(settings)
     return await run_protocol(StudyProtocol(dataset, settings), settings, details=details)

@@ -20,6 +20,7 @@ from service.config import Settings
 from service.errors import DicomInvalid, StudyTooLarge
 from service.fhir.dicom_sources import StudySource
 from service.store import fingerprints
+from service.store.fingerprints import FingerprintRow
 from service.store.pool import Connect
 from service.verify.common import ModelInfo
 from service.verify.imaging.checks import (
@@ -58,7 +59,7 @@ class _Pixels:
     checked: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     matches: list[DuplicateMatch] = field(default_factory=list)
-    rows: list[fingerprints.FingerprintRow] = field(default_factory=list)
+    rows: list[FingerprintRow] = field(default_factory=list)
     sha256: list[str] = field(default_factory=list)
 
 
@@ -83,14 +84,13 @@ class CheckedStudy:
     """A check's result and the fingerprints of its images (history once recorded)."""
 
     verification: ImagingVerification
-    fingerprints: list[fingerprints.FingerprintRow]
+    prints: list[FingerprintRow]
 
-    def history(self) -> list[fingerprints.FingerprintRow]:
+    def history(self) -> list[FingerprintRow]:
         """The fingerprints as archive history, tied to the verification that checked them."""
         vid = self.verification.id
         return [
-            dataclasses.replace(r, source="verification", verification_id=vid)
-            for r in self.fingerprints
+            dataclasses.replace(r, source="verification", verification_id=vid) for r in self.prints
         ]
 
 
@@ -115,7 +115,10 @@ async def check_study(
     )
     if progress is not None:
         await progress(counts)
-    checks = header_checks(order, headers, date_window_days=settings.imaging.date_window_days)
+    checks = header_checks(
+        order, headers, date_window_days=settings.imaging.date_window_days,
+        accepted_issuers=settings.imaging.patient_id_issuers,
+    )  # fmt: skip
     pixels = await _pixel_pass(settings, order, source, connect, headers, counts, progress)
     async with connect() as conn:
         reused = await fingerprints.sop_uids_elsewhere(
@@ -157,6 +160,7 @@ async def _pixel_pass(
     progress about once a second."""
     found = _Pixels()
     gate = asyncio.Semaphore(settings.pacs.concurrency)
+    lookups = asyncio.Lock()  # one lookup at a time: `connect` may hand out one connection
     key = order_patient_key(order)
     last = time.monotonic()
 
@@ -174,18 +178,19 @@ async def _pixel_pass(
             del data
             found.checked += 1
             found.rows += [
-                fingerprints.FingerprintRow(
+                FingerprintRow(
                     sop_uid=h.sop_uid,
                     series_uid=h.series_uid,
                     study_uid=h.study_uid,
                     patient_key=key,
                     frame=frame,
                     fingerprint=fp,
+                    source="archive",
                 )  # fmt: skip
                 for frame, fp in prints
             ]
             if connect is not None:
-                async with connect() as conn:
+                async with lookups, connect() as conn:
                     for _, fp in prints:
                         near = await fingerprints.nearest_other_patients(
                             conn, fp, key, k=DUPLICATE_CANDIDATES,
