@@ -19,6 +19,10 @@ CHECK_PROFILE = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-chec
 REPORT_PROFILE = f"{codes.CANONICAL_BASE}/StructureDefinition/verity-imaging-report"
 DISCLAIMER = "AI-assisted test write-back; not reviewed by a clinician."
 CHECKS = 17
+IMAGING_CATEGORY = {
+    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+    "code": "imaging",
+}
 
 
 def large_write(
@@ -32,8 +36,11 @@ def large_write(
     now = datetime.now(UTC)
     study = ref(f"ImagingStudy/{key}")
     observations = [
-        Entry.of(_observation(patient, study, device, settings, system, f"{key}-{k}", now),
-                 system, f"{key}-{k}")  # fmt: skip
+        Entry.of(
+            _observation(patient, study, device, settings, system, f"{key}-{k}", now),
+            system,
+            f"{key}-{k}",
+        )
         for k in range(checks)
     ]
     report = Entry.of(
@@ -65,10 +72,7 @@ def _observation(
         "text": narrative(f"Check {value} passed.", DISCLAIMER),
         "identifier": [{"system": system, "value": value}],
         "status": "preliminary",
-        "category": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                         "code": "imaging"}]}  # fmt: skip
-        ],
+        "category": [{"coding": [IMAGING_CATEGORY]}],
         "code": {"text": f"check {value}"},
         "subject": ref(patient),
         "issued": instant(now),
