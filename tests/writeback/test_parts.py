@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from service.config import ConfigError, load_settings
 from service.errors import FhirUnavailable, InternalError
 from service.writeback.parts import locations, part_bundle, plan_parts, reference_of
 from tests.writeback import sample
@@ -143,3 +144,12 @@ def test_locations_refuse_an_answer_of_another_size() -> None:
 )
 def test_reference_of_a_location(location: object, expected: str | None) -> None:
     assert reference_of(location) == expected
+
+
+def test_the_cap_is_a_setting_and_refuses_a_useless_value(monkeypatch) -> None:
+    assert load_settings().writeback.max_transaction_entries == 8  # Medplum's cap
+    monkeypatch.setenv("VERITY_WRITEBACK__MAX_TRANSACTION_ENTRIES", "12")
+    assert load_settings().writeback.max_transaction_entries == 12
+    monkeypatch.setenv("VERITY_WRITEBACK__MAX_TRANSACTION_ENTRIES", "2")
+    with pytest.raises(ConfigError):
+        load_settings()
