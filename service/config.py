@@ -270,6 +270,11 @@ _ORGANIZATION_REF = re.compile(r"(?:https?://[^\s|?#]+/)?Organization/[A-Za-z0-9
 _SYSTEM_URI = re.compile(r"(?:urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:|https?://)[^\s|]+")
 
 
+# Medplum refuses a transaction of conditional creates with more than 8 entries: the smallest
+# cap we know of, so the default that works everywhere.
+DEFAULT_MAX_TRANSACTION_ENTRIES = 8
+
+
 class WritebackSettings(BaseModel):
     """What Verity writes to the EHR: for whom, as which Device, under which identifiers.
 
@@ -289,6 +294,12 @@ class WritebackSettings(BaseModel):
     device_name: str = Field("Verity", min_length=1, max_length=100)
     device_id: str = Field("verity", pattern=r"^[A-Za-z0-9\-.]{1,32}$")
     manufacturer: str | None = Field(None, min_length=1, max_length=200)
+    max_transaction_entries: int = Field(
+        DEFAULT_MAX_TRANSACTION_ENTRIES,
+        ge=3,
+        description="the most entries the FHIR server takes in one transaction of conditional"
+        " creates; a larger write-back is delivered in several parts (Medplum's cap is 8)",
+    )
 
     @field_validator("organization")
     @classmethod

@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                 app.state.fhir = await create_fhir_client(settings.fhir)
                 if settings.outbox.relay_enabled:
                     background.append(asyncio.create_task(
-                        run_relay(db.pool, app.state.fhir, settings.outbox, stop_relay)
+                        run_relay(db.pool, app.state.fhir, settings.outbox, stop_relay,
+                                  settings.writeback.max_transaction_entries)
                     ))  # fmt: skip
                 if settings.imaging.worker_enabled:
                     background.append(asyncio.create_task(

@@ -26,7 +26,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     fhir = await create_fhir_client(settings.fhir)
     try:
         await asyncio.gather(
-            run_relay(db.pool, fhir, settings.outbox, stop),
+            run_relay(
+                db.pool, fhir, settings.outbox, stop, settings.writeback.max_transaction_entries
+            ),
             serve_jobs(db.pool, settings, fhir, stop),
         )
     finally:

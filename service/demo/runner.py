@@ -293,7 +293,8 @@ async def _deliver(
     """Run the relay until the queue is empty (or the time is up)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if await deliver_batch(db.pool, fhir, settings.outbox) == 0:
+        cap = settings.writeback.max_transaction_entries
+        if await deliver_batch(db.pool, fhir, settings.outbox, cap) == 0:
             if (await outbox_status(db.pool)).counts["pending"] == 0:
                 print(f"All findings delivered to {settings.fhir.base_url}\n")
                 return

@@ -3,6 +3,8 @@
 Runs inside `verity serve` or alone (`verity worker`, `cli/outbox.py`); any number
 of relays can run at once: rows are claimed with SKIP LOCKED and every Bundle is a conditional
 create, so a retry after a lost response finds the resource instead of writing it again.
+A Bundle larger than the server's transaction cap is posted in parts (`parts.py`), in order;
+a retry re-sends them all, and the server matches what the earlier attempt created.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import psycopg
 from prometheus_client import Counter, Gauge
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from service.config import OutboxSettings
-from service.errors import ClientError, DatabaseUnavailable, VerityError
+from service.config import DEFAULT_MAX_TRANSACTION_ENTRIES, OutboxSettings
+from service.errors import ClientError, DatabaseUnavailable, InternalError, VerityError
 from service.fhir.client import FhirClient
 from service.store import outbox
 from service.writeback.bundle import created_location
+from service.writeback.parts import Resource, locations, part_bundle, plan_parts
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +44,19 @@ def backoff_s(attempts: int, settings: OutboxSettings) -> float:
 
 
 async def deliver_batch(
-    pool: AsyncConnectionPool, fhir: FhirClient, settings: OutboxSettings
+    pool: AsyncConnectionPool,
+    fhir: FhirClient,
+    settings: OutboxSettings,
+    max_entries: int = DEFAULT_MAX_TRANSACTION_ENTRIES,
 ) -> int:
-    """Claim one batch of due rows and deliver each; returns how many were claimed."""
+    """Claim one batch of due rows and deliver each, in transactions of at most `max_entries`
+    (VERITY_WRITEBACK__MAX_TRANSACTION_ENTRIES); returns how many were claimed."""
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         rows = await outbox.claim_due(conn, limit=settings.batch_size, lease_s=settings.lease_s)
     for row in rows:
         try:
-            await _deliver(pool, fhir, settings, row)
+            await _deliver(pool, fhir, settings, row, max_entries)
         except (psycopg.Error, PoolTimeout, DatabaseUnavailable):
             raise  # the database is gone: the row's lease brings it back later
         except Exception as exc:  # a bug or an unmapped upstream failure: retry later, logged
@@ -64,14 +71,35 @@ async def deliver_batch(
     return len(rows)
 
 
+async def post_transaction(fhir: FhirClient, bundle: Resource, max_entries: int) -> Resource:
+    """POST `bundle` whole if it fits, else part by part; the transaction-response of the
+    whole Bundle (its entries answer in the Bundle's order)."""
+    entries = bundle.get("entry") or []
+    parts = plan_parts(entries, max_entries)
+    if len(parts) == 1:
+        return await fhir.transaction(bundle)  # exactly as built
+    answers: list[Resource] = [{} for _ in entries]
+    located: dict[str, str] = {}
+    for part in parts:
+        response = await fhir.transaction(part_bundle(entries, part, located))
+        located |= locations(entries, part, response)
+        for i, answer in zip(part, response["entry"], strict=True):
+            answers[i] = answer
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
+
+
 async def _deliver(
-    pool: AsyncConnectionPool, fhir: FhirClient, settings: OutboxSettings, row: outbox.OutboxRow
+    pool: AsyncConnectionPool,
+    fhir: FhirClient,
+    settings: OutboxSettings,
+    row: outbox.OutboxRow,
+    max_entries: int,
 ) -> None:
     try:
-        response = await fhir.transaction(row.payload)
+        response = await post_transaction(fhir, row.payload, max_entries)
     except VerityError as exc:
         error = f"{exc.code}: {exc.detail}"
-        permanent = isinstance(exc, ClientError) or not exc.retryable
+        permanent = isinstance(exc, ClientError | InternalError) or not exc.retryable
         permanent = permanent and exc.code != "VERITY-5021"  # credentials may be fixed
         async with pool.connection() as conn:
             await conn.set_autocommit(True)
@@ -108,13 +136,14 @@ async def run_relay(
     fhir_client: FhirClient,
     settings: OutboxSettings,
     stop_event: asyncio.Event,
+    max_entries: int = DEFAULT_MAX_TRANSACTION_ENTRIES,
 ) -> None:
     """Deliver until stop_event is set; sleeps poll_interval_s when nothing is due."""
     log.info("outbox relay started")
     loops = 0
     while not stop_event.is_set():
         try:
-            claimed = await deliver_batch(pool, fhir_client, settings)
+            claimed = await deliver_batch(pool, fhir_client, settings, max_entries)
             if loops % 30 == 0:
                 await refresh_gauges(pool)
             loops += 1

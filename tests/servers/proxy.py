@@ -19,6 +19,7 @@ class LossyProxy:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/fhir"
         self._drop = 0
+        self._drop_after = 0
         self._drop_method = "POST"
         self.dropped = 0
         self.forwarded = 0
@@ -27,10 +28,11 @@ class LossyProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def drop_next(self, n: int = 1, method: str = "POST") -> None:
-        """Forward the next n requests with this method, then close without replying."""
+    def drop_next(self, n: int = 1, method: str = "POST", after: int = 0) -> None:
+        """Forward the next n requests with this method (after answering `after` of them
+        normally), then close without replying."""
         with self._lock:
-            self._drop, self._drop_method = n, method
+            self._drop, self._drop_method, self._drop_after = n, method, after
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -76,7 +78,9 @@ class LossyProxy:
                 self.forwarded += 1
                 with self._lock:
                     drop = self._drop > 0 and method == self._drop_method
-                    if drop:
+                    if drop and self._drop_after > 0:
+                        self._drop_after, drop = self._drop_after - 1, False
+                    elif drop:
                         self._drop -= 1
                         self.dropped += 1
                 if drop:
