@@ -88,7 +88,8 @@ class FhirSettings(BaseModel):
     signing_alg: Literal["RS384", "ES384"] = "RS384"
     scopes: str = (
         "system/MedicationRequest.rs system/Medication.rs system/Patient.rs "
-        "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.crs "
+        "system/ImagingStudy.rs system/ServiceRequest.rs system/Endpoint.rs "
+        "system/DetectedIssue.crs "
         "system/DiagnosticReport.crs system/Observation.crs system/Provenance.crs "
         "system/Device.crs"
     )

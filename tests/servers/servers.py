@@ -30,7 +30,7 @@ API_AUDIENCE = "urn:verity:api"
 # SMART v2 scopes Verity asks for (service/config.py FhirSettings.scopes) plus v1 forms.
 FHIR_SCOPES = (
     "system/MedicationRequest.rs system/Medication.rs system/Patient.rs "
-    "system/ImagingStudy.rs system/Endpoint.rs system/DetectedIssue.cru "
+    "system/ImagingStudy.rs system/ServiceRequest.rs system/Endpoint.rs system/DetectedIssue.cru "
     "system/DiagnosticReport.cru system/Observation.cru system/Provenance.cr system/Device.cru "
     "system/DetectedIssue.cu system/DiagnosticReport.cu system/Provenance.c "
     "system/DetectedIssue.rs system/Provenance.rs "

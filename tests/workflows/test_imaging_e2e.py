@@ -6,13 +6,11 @@ server by the auditors' searches, exactly once despite client retries."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import csv
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,10 +26,8 @@ from service.workflows.imaging.sources import folder_source
 from tests.conftest import SHARED_DATA, api_settings
 
 STUDIES = SHARED_DATA / "studies"
-EXPECTED = {
-    r["case_id"]: set(r["expected"].split())
-    for r in csv.DictReader((STUDIES / "cases.csv").open(encoding="utf-8"))
-}
+with (STUDIES / "cases.csv").open(encoding="utf-8") as _f:
+    EXPECTED = {r["case_id"]: set(r["expected"].split()) for r in csv.DictReader(_f)}
 
 
 def imaging_settings(**kw: Any) -> ImagingSettings:
@@ -93,8 +89,9 @@ def ehr(fhir_server: Any) -> Ehr:
 
 @pytest.fixture(scope="session")
 def pacs(orthanc: Any) -> Any:
-    """Orthanc holding the cases these tests verify (STOW-RS), once per session."""
-    for case in ("dev-026", "dev-019", "dev-041"):
+    """Orthanc holding the cases these tests verify (STOW-RS), once per session. Each study
+    checked becomes history: the cases share no source image (dev-026 and dev-041 would)."""
+    for case in ("dev-026", "dev-019", "dev-016"):
         orthanc.stow(sorted((STUDIES / case / "dicom").glob("*.dcm")))
     return orthanc
 
@@ -134,7 +131,9 @@ async def imaging_app(
         yield client
 
 
-async def submit(client: httpx.AsyncClient, study_ref: str, key: str | None = None) -> httpx.Response:
+async def submit(
+    client: httpx.AsyncClient, study_ref: str, key: str | None = None
+) -> httpx.Response:
     headers = {"Idempotency-Key": key} if key else {}
     return await client.post(
         "/v1/imaging-verifications", json={"imaging_study": study_ref}, headers=headers
@@ -194,7 +193,7 @@ async def test_a_study_is_verified_end_to_end_and_reported_once(
     provenance = ehr.search("Provenance", target=f"DiagnosticReport/{report['id']}")
     assert len(provenance) == 1
 
-    listed = (await imaging_app.get("/v1/imaging-verifications", params={"study": study_ref}))
+    listed = await imaging_app.get("/v1/imaging-verifications", params={"study": study_ref})
     assert [j["id"] for j in listed.json()["items"]] == [job["id"]]
     # The relay and the worker keep running: still one report a moment later.
     await asyncio.sleep(1.0)
@@ -204,7 +203,7 @@ async def test_a_study_is_verified_end_to_end_and_reported_once(
 async def test_an_unknown_study_fails_with_its_code_and_is_not_retried(
     imaging_app: httpx.AsyncClient, ehr: Ehr, pacs: Any
 ) -> None:
-    study_ref = ehr.seed("dev-041", address=pacs.base_url, study_uid="2.25.1234567890")
+    study_ref = ehr.seed("dev-016", address=pacs.base_url, study_uid="2.25.1234567890")
     r = await submit(imaging_app, study_ref)
     job = await wait_for(imaging_app, r.headers["Location"], {"done", "failed"})
     assert job["state"] == "failed" and job["attempts"] == 1
@@ -217,7 +216,7 @@ async def test_an_endpoint_outside_the_allow_list_is_refused_and_never_contacted
     # The same Orthanc under another name: not what the hospital configured.
     elsewhere = pacs.base_url.replace("127.0.0.1", "localhost")
     seen_before = len(pacs.requests_seen())
-    study_ref = ehr.seed("dev-041", address=elsewhere)
+    study_ref = ehr.seed("dev-016", address=elsewhere)
     r = await submit(imaging_app, study_ref)
     job = await wait_for(imaging_app, r.headers["Location"], {"done", "failed"})
     assert job["state"] == "failed" and job["error"]["code"] == "VERITY-4403"
@@ -227,7 +226,7 @@ async def test_an_endpoint_outside_the_allow_list_is_refused_and_never_contacted
 async def test_the_pacs_down_during_a_job_is_waited_for_and_nothing_is_lost(
     imaging_app: httpx.AsyncClient, ehr: Ehr, pacs: Any
 ) -> None:
-    study_ref = ehr.seed("dev-041", address=pacs.base_url)
+    study_ref = ehr.seed("dev-016", address=pacs.base_url)
     pacs.stop()
     try:
         r = await submit(imaging_app, study_ref)
@@ -244,17 +243,4 @@ async def test_the_pacs_down_during_a_job_is_waited_for_and_nothing_is_lost(
         pacs.start()
     job = await wait_for(imaging_app, r.headers["Location"], {"done", "failed"})
     assert job["state"] == "done" and job["attempts"] >= 2
-    assert set(job["findings"]) == EXPECTED["dev-041"] == set()
-
-
-def case_copy(case: str, tmp: Path) -> Path:
-    target = tmp / case
-    target.mkdir()
-    for part in ("fhir", "dicom"):
-        (target / part).mkdir()
-        for f in (STUDIES / case / part).iterdir():
-            (target / part / f.name).write_bytes(f.read_bytes())
-    return target
-
-
-_ = copy  # keeps the import list honest for helpers added later
+    assert set(job["findings"]) == EXPECTED["dev-016"] == set()
