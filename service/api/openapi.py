@@ -89,6 +89,13 @@ ROUTE_ERRORS: dict[str, Errors] = {
     "add_image": (UnknownProduct,),
     "delete_image": (UnknownProduct,),
     "get_verification": (UnknownVerification,),
+    "get_imaging_verification": (UnknownVerification,),
+    "create_imaging_verification": (
+        IdempotencyConflict,
+        FhirReferenceInvalid,
+        FhirNotConfigured,
+        DatabaseUnavailable,
+    ),  # fmt: skip
     "create_verification": (
         IdempotencyConflict,
         FhirReferenceInvalid,
