@@ -203,3 +203,19 @@ async def test_a_study_without_endpoint_and_no_configured_pacs_fails_with_its_co
     async with imaging.connect() as conn:
         cur = await conn.execute("SELECT count(*) FROM verification WHERE id = %s", (job.id,))
         assert (await cur.fetchone()) == (0,)
+
+
+async def test_a_study_over_the_byte_limit_stops_fetching_and_fails_with_its_code(
+    imaging: Imaging, fhir_server: Any, orthanc: Any, big_study: Path
+) -> None:
+    limited = imaging.settings.model_copy(
+        update={"pacs": PacsSettings(base_url=orthanc.base_url, max_study_bytes=300_000)}
+    )
+    small = Imaging(limited, imaging.fhir, PacsSources(limited.pacs), imaging.connect)
+    seen_before = len(orthanc.requests_seen())
+    job = await run_one(small, seed_series(Ehr(fhir_server), big_study, orthanc.base_url))
+    await small.pacs.aclose()
+    assert job.state == "failed" and job.error is not None
+    assert job.error["code"] == "VERITY-4405"
+    fetched = [p for _, p in orthanc.requests_seen()[seen_before:] if "/instances/" in p]
+    assert 0 < len(fetched) < 40  # the remaining instances were never asked for

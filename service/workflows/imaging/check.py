@@ -56,6 +56,7 @@ class _Pixels:
     """What the pixel pass found, instance by instance (fingerprints kept, pixels dropped)."""
 
     fetched: int = 0
+    fetched_bytes: int = 0
     checked: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     matches: list[DuplicateMatch] = field(default_factory=list)
@@ -169,6 +170,11 @@ async def _pixel_pass(
         async with gate:
             data = await source.retrieve(h.study_uid, h.series_uid, h.sop_uid)
             found.fetched += 1
+            found.fetched_bytes += len(data)
+            if found.fetched_bytes > settings.pacs.max_study_bytes:
+                raise StudyTooLarge(
+                    f"the study holds more than {settings.pacs.max_study_bytes} bytes"
+                )
             found.sha256.append(hashlib.sha256(data).hexdigest())
             try:
                 prints = await asyncio.to_thread(_fingerprints, data, settings)
@@ -201,7 +207,12 @@ async def _pixel_pass(
             last = time.monotonic()
             await progress(_with(counts, found))
 
-    await asyncio.gather(*(one(h) for h in headers))
+    try:  # the first failure (PACS down, over the limits) cancels the instances still running
+        async with asyncio.TaskGroup() as tasks:
+            for h in headers:
+                tasks.create_task(one(h))
+    except ExceptionGroup as group:
+        raise group.exceptions[0] from None
     if progress is not None:
         await progress(_with(counts, found))
     return found
