@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from service.errors import IdempotencyConflict, UnknownVerification
+from service.store.filters import newest_first
 
 _COLUMNS = """id::text, created_at, updated_at, state, study_ref, patient_ref, order_ref,
               caller_subject, caller_client_id, caller_scopes, attempts, lease_token::text,
@@ -193,21 +194,11 @@ async def search(
     limit: int = 50,
 ) -> list[JobRow]:
     """Newest first, for auditors; `before` is the keyset cursor (created_at of the last row)."""
-    where: list[str] = ["TRUE"]
-    args: list[Any] = []
     filters = {"patient_ref": patient_ref, "study_ref": study_ref, "order_ref": order_ref,
                "outcome": outcome, "state": state}  # fmt: skip
-    for column, value in filters.items():
-        if value is not None:
-            where.append(f"{column} = %s")
-            args.append(value)
-    for op, moment in ((">=", since), ("<", until), ("<", before)):
-        if moment is not None:
-            where.append(f"created_at {op} %s")
-            args.append(moment)
+    where, args = newest_first(filters, since=since, until=until, before=before)
     query = (
-        f"SELECT {_COLUMNS} FROM imaging_job WHERE {' AND '.join(where)} "
-        "ORDER BY created_at DESC, id LIMIT %s"
+        f"SELECT {_COLUMNS} FROM imaging_job WHERE {where} ORDER BY created_at DESC, id LIMIT %s"
     )
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query.encode(), (*args, limit))

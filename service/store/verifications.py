@@ -11,6 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from service.errors import IdempotencyConflict, UnknownVerification
+from service.store.filters import newest_first
 
 
 @dataclass(frozen=True)
@@ -123,22 +124,10 @@ async def search(
     before: datetime | None = None,
 ) -> list[VerificationRow]:
     """Newest first; `before` is the keyset cursor (created_at of the last row seen)."""
-    where: list[str] = ["TRUE"]
-    args: list[Any] = []
-    for column, value in (
-        ("kind", kind),
-        ("patient_ref", patient_ref),
-        ("order_ref", order_ref),
-        ("verdict", verdict),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            args.append(value)
-    for op, moment in ((">=", since), ("<", until), ("<", before)):
-        if moment is not None:
-            where.append(f"created_at {op} %s")
-            args.append(moment)
-    query = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id LIMIT %s"
+    filters = {"kind": kind, "patient_ref": patient_ref, "order_ref": order_ref,
+               "verdict": verdict}  # fmt: skip
+    where, args = newest_first(filters, since=since, until=until, before=before)
+    query = f"{_SELECT} WHERE {where} ORDER BY created_at DESC, id LIMIT %s"
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query.encode(), (*args, limit))
         return [VerificationRow(**r) for r in await cur.fetchall()]
