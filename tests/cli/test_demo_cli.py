@@ -75,7 +75,7 @@ def test_demo_leaves_the_users_library_and_audit_trail_alone(pg_dir):
     out = demo.stdout
     assert "Library:  7 rendered demo products, 14 reference images" in out
     cases = _cases(out)
-    assert sorted(cases) == [1, 2, 3, 4]
+    assert sorted(cases) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert _verdict(cases[1]).startswith("Verdict:  OK - the pill is the ordered drug")
     assert _verdict(cases[2]).startswith("Verdict:  OK - the pill is the ordered drug")
     assert "another maker" in cases[2]
@@ -102,6 +102,14 @@ def test_demo_leaves_the_users_library_and_audit_trail_alone(pg_dir):
     for n, summary in ((1, "OK"), (2, "OK"), (3, "PROBLEM"), (4, "PROBLEM")):
         assert re.search(rf"MedicationRequest/demo-order-{n} +{summary} ", trail), trail
     assert "/v1/medication-verifications?patient=" in trail
+    # The imaging studies: each fault found, nothing else, and the clean study passes.
+    assert _verdict(cases[5]).startswith("Verdict:  OK")
+    for n, codes in ((6, "PATIENT_ID_MISMATCH"), (7, "STUDY_INCOMPLETE, SLICE_GAP"),
+                     (8, "DUPLICATE_IMAGE")):  # fmt: skip
+        assert _verdict(cases[n]) == f"Verdict:  PROBLEM ({codes}): hold the study for review"
+    assert "would write to the EHR: 1 Device, 1 DiagnosticReport, 12 Observation" in cases[5]
+    assert len(re.findall(r"ImagingStudy/\S+ +OK ", trail)) == 1
+    assert len(re.findall(r"ImagingStudy/\S+ +PROBLEM ", trail)) == 3
 
 
 def test_demo_on_an_explicit_database_removes_its_products_and_shows_fhir(pg_dir, make_database):
@@ -113,10 +121,14 @@ def test_demo_on_an_explicit_database_removes_its_products_and_shows_fhir(pg_dir
 
     demo = _run(["demo", "--database-url", named, "--show-fhir"], pg_dir, database_url=inherited)
     assert demo.returncode == 0, demo.stderr
-    # The named database keeps its own product and the four checks, not the rendered products.
+    # The named database keeps its own product and the eight checks, not the rendered products
+    # nor the generated images' fingerprints.
     products, orders = _contents(named)
     assert products == ["user-own-1"]
-    assert orders == [f"MedicationRequest/demo-order-{n}" for n in (1, 2, 3, 4)]
+    assert orders[:4] == [f"ImagingStudy/{s}" for s in sorted(o[13:] for o in orders[:4])]
+    assert orders[4:] == [f"MedicationRequest/demo-order-{n}" for n in (1, 2, 3, 4)]
+    with psycopg.connect(named) as conn:
+        assert conn.execute("SELECT count(*) FROM image_fingerprint").fetchone() == (0,)
     # An inherited DATABASE_URL is the user's production database: not used.
     assert _contents(inherited) == ([], [])
     assert _users_database(pg_dir) is None
