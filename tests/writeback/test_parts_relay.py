@@ -20,7 +20,7 @@ from service.store import outbox as store
 from service.store.pool import create_pool
 from service.writeback.relay import deliver_batch, post_transaction
 from tests.writeback import sample
-from tests.writeback.large import CHECKS, large_write
+from tests.writeback.large import large_write, observation_values
 
 SYSTEM = "urn:verity:test:parts-relay"
 FAST = OutboxSettings(max_attempts=50, backoff_base_s=0.1, backoff_max_s=0.5, lease_s=30)
@@ -65,7 +65,7 @@ def assert_written_once(fhir_server, patient: str, key: str) -> str:
     """Every resource of the write-back exactly once, linked by server ids; the report's id."""
     observations = search(fhir_server, "Observation", subject=patient)
     values = sorted(i["value"] for o in observations for i in o["identifier"])
-    assert values == sorted(f"{key}-{k}" for k in range(CHECKS))
+    assert values == sorted(observation_values(key))
     reports = search(fhir_server, "DiagnosticReport", subject=patient)
     assert len(reports) == 1
     report = reports[0]
