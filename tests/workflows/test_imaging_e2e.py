@@ -151,11 +151,16 @@ async def wait_for(client: httpx.AsyncClient, location: str, states: set[str],
         await asyncio.sleep(0.2)
 
 
-def wait_until(found: Any, timeout: float = 60) -> Any:
+async def wait_until(client: httpx.AsyncClient, found: Any, timeout: float = 120) -> Any:
+    """Poll the FHIR server until `found()` is truthy; on time-out, say what the outbox holds."""
     deadline = time.monotonic() + timeout
     while not (result := found()):
-        assert time.monotonic() < deadline, "not found on the FHIR server in time"
-        time.sleep(0.3)
+        if time.monotonic() > deadline:
+            from service.writeback.relay import outbox_status
+
+            state = await outbox_status(client.app.state.db.pool)  # type: ignore[attr-defined]
+            raise AssertionError(f"not on the FHIR server in time; outbox: {state}")
+        await asyncio.sleep(0.3)
     return result
 
 
@@ -182,7 +187,9 @@ async def test_a_study_is_verified_end_to_end_and_reported_once(
     assert {c["code"] for c in checks if c["outcome"] == "failed"} == EXPECTED[case]
 
     order_ref = job["order"]
-    reports = wait_until(lambda: ehr.search("DiagnosticReport", **{"based-on": order_ref}))
+    reports = await wait_until(
+        imaging_app, lambda: ehr.search("DiagnosticReport", **{"based-on": order_ref})
+    )
     assert len(reports) == 1
     report = reports[0]
     assert report["status"] == "preliminary"
