@@ -50,6 +50,7 @@ SERIES = "studies/{study}/series"
 INSTANCES = "studies/{study}/series/{series}/instances"
 METADATA = "studies/{study}/series/{series}/metadata"
 INSTANCE = "studies/{study}/series/{series}/instances/{instance}"
+INSTANCE_METADATA = "studies/{study}/series/{series}/instances/{instance}/metadata"
 
 
 def _no_bulk_data(*_args: str) -> None:
@@ -95,7 +96,7 @@ class DicomWebClient:
         rows = await self._json(SERIES, {"study": study_uid}, params={"includefield": "00201209"})
         if not rows:
             raise StudyNotInPacs("the PACS holds no series for the study")
-        out: list[SeriesInfo] = []
+        merged: dict[str, SeriesInfo] = {}
         for row in rows:
             ds = Dataset.from_json(row, _no_bulk_data)
             series_uid = str(ds.get("SeriesInstanceUID", "") or "")
@@ -105,7 +106,15 @@ class DicomWebClient:
             if count in (None, ""):
                 count = len(await self._json(INSTANCES, {"study": study_uid, "series": series_uid}))
             modality = ds.get("Modality")
-            out.append(SeriesInfo(series_uid, str(modality) if modality else None, int(count)))
+            # A series listed twice is one the PACS holds under two patients (Orthanc files
+            # instances per PatientID): one series here, its counts added.
+            earlier = merged.get(series_uid)
+            merged[series_uid] = SeriesInfo(
+                series_uid,
+                str(modality) if modality else (earlier.modality if earlier else None),
+                int(count) + (earlier.instances if earlier else 0),
+            )
+        out = list(merged.values())
         total = sum(s.instances for s in out)
         if total > self.settings.max_instances:
             raise StudyTooLarge(
@@ -114,8 +123,26 @@ class DicomWebClient:
         return out
 
     async def metadata(self, study_uid: str, series_uid: str) -> list[Dataset]:
-        """WADO-RS metadata of one series, one Dataset per instance, bulk data not fetched."""
-        rows = await self._json(METADATA, {"study": study_uid, "series": series_uid})
+        """WADO-RS metadata of one series, one Dataset per instance, bulk data not fetched. A PACS
+        that answers 404 for a series it lists (Orthanc, for a series held under two patients)
+        is read instance by instance (QIDO-RS instances, then each instance's metadata); an
+        instance it cannot serve alone is left out, and its absence is for the checks to see."""
+        ids = {"study": study_uid, "series": series_uid}
+        try:
+            rows = await self._json(METADATA, ids)
+        except StudyNotInPacs:
+            log.info("DICOMweb series metadata not found: reading it instance by instance")
+            rows = []
+            for listed in await self._json(INSTANCES, ids):
+                sop = Dataset.from_json(listed, _no_bulk_data).get("SOPInstanceUID")
+                if not sop:
+                    continue
+                try:
+                    rows += await self._json(INSTANCE_METADATA, {**ids, "instance": str(sop)})
+                except StudyNotInPacs:
+                    continue
+            if not rows:
+                raise
         return [Dataset.from_json(row, _no_bulk_data) for row in rows]
 
     async def retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:

@@ -91,7 +91,7 @@ def ehr(fhir_server: Any) -> Ehr:
 def pacs(orthanc: Any) -> Any:
     """Orthanc holding the cases these tests verify (STOW-RS), once per session. Each study
     checked becomes history: the cases share no source image (dev-026 and dev-041 would)."""
-    for case in ("dev-026", "dev-019", "dev-016"):
+    for case in ("dev-026", "dev-019", "dev-011", "dev-016"):
         orthanc.stow(sorted((STUDIES / case / "dicom").glob("*.dcm")))
     return orthanc
 
@@ -164,7 +164,9 @@ async def wait_until(client: httpx.AsyncClient, found: Any, timeout: float = 120
     return result
 
 
-@pytest.mark.parametrize("case", ["dev-026", "dev-019"])
+# a slice gap and a missing instance; another patient's radiograph; a series of two patients
+# (which Orthanc splits in two: read instance by instance)
+@pytest.mark.parametrize("case", ["dev-026", "dev-019", "dev-011"])
 async def test_a_study_is_verified_end_to_end_and_reported_once(
     imaging_app: httpx.AsyncClient, ehr: Ehr, pacs: Any, case: str
 ) -> None:
