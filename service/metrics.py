@@ -27,7 +27,8 @@ VERIFICATIONS = Counter(
 )
 FINDINGS = Counter(
     "verity_verification_findings_total",
-    "Order or dispense findings (inactive order, patient mismatch, count mismatch)",
+    "Findings of recorded verifications (pill: inactive order, patient or count mismatch;"
+    " imaging: the failed checks), by code",
     ["finding"],
 )
 MODEL_LATENCY = Histogram(
@@ -35,4 +36,19 @@ MODEL_LATENCY = Histogram(
     "Time per model call (embedders of the cascade, head, OCR): its _count and _sum are the cost",
     ["model"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+IMAGING_JOBS = Counter(
+    "verity_imaging_jobs_total",
+    "Imaging job runs by how they ended: done, retry (queued again), failed, lease_lost",
+    ["result"],
+)
+IMAGING_JOB_SECONDS = Histogram(
+    "verity_imaging_job_seconds",
+    "Wall time of one imaging job run (read, list, fetch, decode, check, record)",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+IMAGING_INSTANCES = Counter(
+    "verity_imaging_instances_total",
+    "DICOM instances of imaging jobs: fetched from the PACS, and decoded and fingerprinted",
+    ["stage"],
 )

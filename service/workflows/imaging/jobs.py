@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from service.config import ImagingSettings, Settings
 from service.errors import DatabaseUnavailable, InternalError, VerityError
 from service.fhir.client import FhirClient
+from service.metrics import IMAGING_INSTANCES, IMAGING_JOB_SECONDS, IMAGING_JOBS
 from service.store import jobs
 from service.store import verifications as audit
 from service.store.jobs import JobRow, LeaseLost
@@ -102,6 +104,7 @@ async def run_job(imaging: Imaging, job: JobRow) -> None:
         async with imaging.connect() as conn:
             await jobs.report(conn, job, lease_s=cfg.lease_s, progress=_counts(counts))
 
+    started = time.monotonic()
     try:
         order = await read_study(imaging.fhir, job.study_ref)
         async with imaging.connect() as conn:
@@ -124,8 +127,12 @@ async def run_job(imaging: Imaging, job: JobRow) -> None:
                 conn, imaging.settings, checked, deliver=True, caller=caller,
                 request_sha256=ImagingRequest(job.study_ref).sha256(),
             )  # fmt: skip
+        IMAGING_JOBS.labels("done").inc()
+        IMAGING_INSTANCES.labels("fetched").inc(v.counts.instances_fetched)
+        IMAGING_INSTANCES.labels("checked").inc(v.counts.instances_checked)
         log.info("imaging job done", extra={"job": job.id, "outcome": v.outcome})
     except LeaseLost:
+        IMAGING_JOBS.labels("lease_lost").inc()
         log.warning("imaging job lease taken over by another worker", extra={"job": job.id})
     except (psycopg.Error, PoolTimeout, DatabaseUnavailable):
         raise  # the database is gone: the lease brings the job back later
@@ -134,6 +141,8 @@ async def run_job(imaging: Imaging, job: JobRow) -> None:
     except Exception as exc:  # a bug: logged with its traceback, retried like a 5xx
         log.error("imaging job: unexpected %s", type(exc).__name__, exc_info=exc)
         await _failed(imaging, job, InternalError("unexpected error running the job"), cfg)
+    finally:
+        IMAGING_JOB_SECONDS.observe(time.monotonic() - started)
 
 
 async def _failed(imaging: Imaging, job: JobRow, exc: VerityError, cfg: ImagingSettings) -> None:
@@ -143,6 +152,7 @@ async def _failed(imaging: Imaging, job: JobRow, exc: VerityError, cfg: ImagingS
     error = jobs.error_fields(exc.code, exc.title, exc.detail, exc.retryable)
     async with imaging.connect() as conn:
         await jobs.fail(conn, job, error, retry_in_s=delay)
+    IMAGING_JOBS.labels("retry" if retry else "failed").inc()
     log.warning(
         "imaging job %s", "will be retried" if retry else "failed",
         extra={"job": job.id, "error_code": exc.code, "attempt": job.attempts},
