@@ -9,12 +9,14 @@ deleted between sizes. Then, in the same run and on the same files:
   PostgreSQL (migrated, psycopg pool): QIDO series, WADO-RS metadata, retrieve, decode,
   fingerprint, per-instance duplicate lookup, header checks. The stages are timed by wrapping
   (timing only) the source's three calls, `check._fingerprints` and the lookup;
-- floor 1, pure pydicom: `dcmread` + `pixel_array` of every file, serially;
-- the workflow's decode without network: `read_part10` + `decode_image` + `fingerprint`;
-- floor 2, Orthanc WADO-RS alone: QIDO series + metadata + retrieve of every instance with
-  plain httpx at the same concurrency, bodies read and dropped, nothing decoded;
-- CPU seconds of this process and of Orthanc during the workflow and during the WADO-RS floor
-  (both share the machine's cores: the split says which side a slow step is on);
+- floors: pure pydicom (`dcmread` + `pixel_array` of every file, serially); the workflow's
+  decode without network (`read_part10` + `decode_image` + `fingerprint`, serially); Orthanc
+  WADO-RS alone (QIDO series + metadata + every instance with plain httpx at the same
+  concurrency, bodies read and dropped, nothing decoded);
+- what-if rows: the WADO-RS floor and the workflow again with `Accept-Encoding: identity` (httpx
+  asks for gzip by default, and Orthanc then deflates every instance); for the workflow the
+  header is set by a transport wrapper given to `DicomWebClient`, the service is unchanged;
+- CPU seconds of this process and of Orthanc in each network step (they share the cores);
 - resident memory: psutil RSS of this process sampled every few ms during `check_study`, peak
   minus the baseline just before it (after gc and malloc_trim, so memory freed by the study
   generation is not counted as headroom), for the whole check and split into the header phase
@@ -23,7 +25,6 @@ deleted between sizes. Then, in the same run and on the same files:
   instances would add all of it).
 
 An unreported check of a small study runs first (decoders, worker threads, pool connections).
-
 The fingerprint archive is empty here (every lookup scans nothing); the duplicate lookup over
 1M archive rows is measured by bench/bench_fingerprints.py and not repeated.
 
@@ -43,10 +44,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import psutil
@@ -74,7 +75,6 @@ from service.vision.dicom.fingerprint import fingerprint  # noqa: E402
 from service.workflows.imaging import check  # noqa: E402
 from tests.servers.orthanc import OrthancServer, start_orthanc  # noqa: E402
 
-T = TypeVar("T")
 STOW_BATCH = 50  # instances per STOW-RS request (bounds the request body, ~26 MB)
 RSS_SAMPLE_S = 0.005
 HTTP_TIMEOUT_S = 60.0
@@ -208,18 +208,6 @@ def timed_workflow(stages: Stages) -> Iterator[None]:
         setattr(fingerprints, "nearest_other_patients", lookup)  # noqa: B010
 
 
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
-    t0 = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - t0
-
-
-async def atimed(coro: Awaitable[T]) -> tuple[T, float]:
-    t0 = time.perf_counter()
-    result = await coro
-    return result, time.perf_counter() - t0
-
-
 def pydicom_floor(paths: list[Path]) -> None:
     """dcmread + pixel_array of every file, one after another."""
     for path in paths:
@@ -243,12 +231,14 @@ def _value(row: dict[str, Any], tag: str) -> str:
     return str(row[tag]["Value"][0])
 
 
-async def wado_floor(base: str, study_uid: str, concurrency: int) -> tuple[int, int]:
-    """QIDO series, WADO-RS metadata and every instance with plain httpx; (instances, bytes)."""
+async def wado_floor(base: str, study_uid: str, concurrency: int, encoding: str | None) -> int:
+    """QIDO series, WADO-RS metadata and every instance with plain httpx; instances read."""
     limits = httpx.Limits(max_connections=concurrency * 2)
     json_headers = {"Accept": DICOM_JSON}
+    instance_headers = {"Accept": INSTANCE_AS_STORED}
+    if encoding is not None:
+        instance_headers["Accept-Encoding"] = encoding
     slots = asyncio.Semaphore(concurrency)
-    received = 0
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S, limits=limits) as http:
         r = await http.get(f"{base}/studies/{study_uid}/series", headers=json_headers)
         series = [_value(row, "0020000E") for row in r.raise_for_status().json()]
@@ -259,56 +249,68 @@ async def wado_floor(base: str, study_uid: str, concurrency: int) -> tuple[int, 
             targets += [(s, _value(row, "00080018")) for row in r.raise_for_status().json()]
 
         async def one(series_uid: str, sop_uid: str) -> None:
-            nonlocal received
             url = f"{base}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
-            async with slots, http.stream("GET", url, headers={"Accept": INSTANCE_AS_STORED}) as r:
+            async with slots, http.stream("GET", url, headers=instance_headers) as r:
                 r.raise_for_status()
-                async for chunk in r.aiter_bytes():
-                    received += len(chunk)
+                async for _ in r.aiter_bytes():
+                    pass
 
         await asyncio.gather(*(one(s, sop) for s, sop in targets))
-    return len(targets), received
+    return len(targets)
+
+
+class IdentityEncoding(httpx.AsyncBaseTransport):
+    """What-if: every request says `Accept-Encoding: identity` (no gzip on the wire)."""
+
+    def __init__(self, concurrency: int) -> None:
+        limits = httpx.Limits(max_connections=concurrency * 2)
+        self._inner = httpx.AsyncHTTPTransport(limits=limits)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Accept-Encoding"] = "identity"
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 @dataclass
-class Cpu:
-    """CPU seconds (user + system) of this process and of Orthanc over one step."""
+class Step:
+    """Wall and CPU seconds (user + system) of this process and of Orthanc over one step."""
 
-    orthanc: psutil.Process
+    wall_s: float = 0.0
     verity_s: float = 0.0
     orthanc_s: float = 0.0
 
     @staticmethod
-    def _seconds(proc: psutil.Process) -> float:
+    def _cpu(proc: psutil.Process) -> float:
         t = proc.cpu_times()
         return float(t.user + t.system)
 
-    @contextlib.contextmanager
-    def measure(self) -> Iterator[None]:
-        me = psutil.Process()
-        v0, o0 = self._seconds(me), self._seconds(self.orthanc)
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def measure(cls, orthanc: psutil.Process) -> AsyncIterator[Step]:
+        step, me = cls(), psutil.Process()
+        v0, o0, t0 = cls._cpu(me), cls._cpu(orthanc), time.perf_counter()
         try:
-            yield
+            yield step
         finally:
-            self.verity_s += self._seconds(me) - v0
-            self.orthanc_s += self._seconds(self.orthanc) - o0
+            step.wall_s = time.perf_counter() - t0
+            step.verity_s = cls._cpu(me) - v0
+            step.orthanc_s = cls._cpu(orthanc) - o0
 
 
 @dataclass
 class SizeResult:
     n: int
     study_mb: float
-    check_s: float
     stages: Stages
     outcomes: str
-    pydicom_s: float
-    decode_s: float
-    wado_s: float
-    check_cpu: Cpu
-    wado_cpu: Cpu
+    steps: dict[str, Step]
     rss: RssSampler
 
-    def mb(self, value: int) -> float:
+    @staticmethod
+    def mb(value: int) -> float:
         return value / 2**20
 
     @property
@@ -346,54 +348,56 @@ async def run_size(
     folder, paths, stow_s = await asyncio.to_thread(make_study, work, orthanc, n)
     order = await read_case(folder)
     study_mb = sum(p.stat().st_size for p in paths) / 1e6
-    stages = Stages()
     assert orthanc.proc is not None
-    check_cpu, wado_cpu = (
-        Cpu(psutil.Process(orthanc.proc.pid)),
-        Cpu(psutil.Process(orthanc.proc.pid)),
-    )
+    pacs, c = psutil.Process(orthanc.proc.pid), settings.pacs.concurrency
+    stages, steps = Stages(), {}
     client = await create_dicomweb_client(orthanc.base_url, settings.pacs)
     try:
         release_freed_memory()
-        with RssSampler() as rss, timed_workflow(stages), check_cpu.measure():
-            source = TimedSource(client, stages, rss.mark)
-            checked, check_s = await atimed(check.check_study(settings, order, source, connect))
+        async with Step.measure(pacs) as steps["workflow"]:
+            with RssSampler() as rss, timed_workflow(stages):
+                source = TimedSource(client, stages, rss.mark)
+                checked = await check.check_study(settings, order, source, connect)
     finally:
         await client.aclose()
     v = checked.verification
     if v.counts.instances_found != n or v.counts.instances_checked != n:
         raise SystemExit(f"N={n}: the check saw {v.counts} instead of {n} instances")
     outcomes = ", ".join(f"{c.code}={c.outcome}" for c in v.checks if c.outcome != Outcome.PASSED)
-    _, pydicom_s = timed(lambda: pydicom_floor(paths))
-    _, decode_s = timed(lambda: workflow_decode(paths, settings))
-    with wado_cpu.measure():
-        (seen, _), wado_s = await atimed(
-            wado_floor(orthanc.base_url, order.study_uid, settings.pacs.concurrency)
-        )
-    if seen != n:
-        raise SystemExit(f"N={n}: WADO-RS floor saw {seen} instances")
+    async with DicomWebClient(orthanc.base_url, settings.pacs,
+                              transport=IdentityEncoding(c)) as plain:  # fmt: skip
+        async with Step.measure(pacs) as steps["workflow, identity"]:
+            again = await check.check_study(settings, order, plain, connect)
+    if again.verification.counts.instances_checked != n:
+        raise SystemExit(f"N={n}: the identity-encoding check saw {again.verification.counts}")
+    async with Step.measure(pacs) as steps["pydicom"]:
+        pydicom_floor(paths)
+    async with Step.measure(pacs) as steps["decode+fp"]:
+        workflow_decode(paths, settings)
+    for name, encoding in (("WADO-RS", None), ("WADO-RS, identity", "identity")):
+        async with Step.measure(pacs) as steps[name]:
+            seen = await wado_floor(orthanc.base_url, order.study_uid, c, encoding)
+        if seen != n:
+            raise SystemExit(f"N={n}: the {name} floor saw {seen} instances")
     await asyncio.to_thread(orthanc.delete_all)
     shutil.rmtree(folder)
     print(f"  N={n}: {study_mb:.0f} MB written and STOWed in {stow_s:.1f} s, checked, floors run",
           flush=True)  # fmt: skip
-    return SizeResult(
-        n, study_mb, check_s, stages, outcomes or "all passed", pydicom_s, decode_s, wado_s,
-        check_cpu, wado_cpu, rss,
-    )  # fmt: skip
+    return SizeResult(n, study_mb, stages, outcomes or "all passed", steps, rss)
 
 
-def report(results: list[SizeResult], concurrency: int) -> None:
+def report(results: list[SizeResult], concurrency: int, max_instances: int) -> None:
     print()
     print(f"Workflow: check_study, real DicomWebClient (concurrency {concurrency}), embedded PG")
     print(f"{'N':>5s} {'MB':>5s} {'list':>7s} {'meta':>7s} {'pixels':>7s} {'total':>7s} "
           f"{'inst/s':>6s} | busy: {'fetch':>6s} {'decode':>6s} {'lookup':>6s}"
           "  checks not passed")  # fmt: skip
     for r in results:
-        s = r.stages
-        pixels = r.check_s - s.list_s - s.metadata_s
+        s, total = r.stages, r.steps["workflow"].wall_s
+        pixels = total - s.list_s - s.metadata_s
         print(
             f"{r.n:5d} {r.study_mb:5.0f} {s.list_s * 1e3:5.0f}ms {s.metadata_s * 1e3:5.0f}ms "
-            f"{pixels:6.2f}s {r.check_s:6.2f}s {r.n / r.check_s:6.1f} |       "
+            f"{pixels:6.2f}s {total:6.2f}s {r.n / total:6.1f} |       "
             f"{s.fetch_busy_s:5.1f}s {s.decode_busy_s:5.1f}s {s.lookup_busy_s:5.1f}s  {r.outcomes}"
         )
     print(
@@ -402,37 +406,45 @@ def report(results: list[SizeResult], concurrency: int) -> None:
     print("  final SOP UID query. busy = summed over calls that overlapped (gate of "
           f"{concurrency}).")  # fmt: skip
     print()
-    print("Floors, same files, same run, instances per second. pydicom: dcmread + pixel_array,")
-    print("serial; decode+fp: the workflow's read_part10 + decode_image + fingerprint, serial;")
-    print(f"WADO-RS: plain httpx, QIDO + metadata + every instance, concurrency {concurrency}.")
-    print("CPU ms per instance (user+system) of this process / of Orthanc, workflow vs WADO-RS.")
-    print(f"{'N':>5s} {'workflow':>9s} {'pydicom':>8s} {'decode+fp':>9s} {'WADO-RS':>8s}"
-          f"   {'CPU workflow':>18s}   {'CPU WADO-RS':>18s}")  # fmt: skip
-    for r in results:
-        c, w = r.check_cpu, r.wado_cpu
-        print(f"{r.n:5d} {r.n / r.check_s:9.1f} {r.n / r.pydicom_s:8.0f} "
-              f"{r.n / r.decode_s:9.0f} {r.n / r.wado_s:8.1f}   "
-              f"{1e3 * c.verity_s / r.n:7.1f} / {1e3 * c.orthanc_s / r.n:7.1f}   "
-              f"{1e3 * w.verity_s / r.n:7.1f} / {1e3 * w.orthanc_s / r.n:7.1f}")  # fmt: skip
+    print("Next to the floors, same files, same run: instances/s, and CPU ms per instance of this")
+    print("process + of Orthanc. pydicom: dcmread + pixel_array, serial; decode+fp: the workflow's")
+    print("read_part10 + decode_image + fingerprint, serial; WADO-RS: plain httpx, QIDO + metadata")
+    print(f"+ every instance, concurrency {concurrency}, no decoding; 'identity': Accept-Encoding:")
+    print("identity instead of httpx's default gzip (what-if: the service sends the default).")
+    for name in results[0].steps:
+        cells = []
+        for r in results:
+            st = r.steps[name]
+            cpu = f"{1e3 * st.verity_s / r.n:.0f}+{1e3 * st.orthanc_s / r.n:.0f}"
+            cells.append(f"{r.n / st.wall_s:7.1f}/s {cpu:>7s}")
+        print(f"  {name:18s}" + "".join(f" | {c}" for c in cells))
+    print(f"  {'N =':18s}" + "".join(f" | {r.n:>17d}" for r in results))
     print()
     print("Resident memory of this process during check_study, MB over the baseline before it:")
-    print("whole check; the header phase (QIDO + metadata); the pixel phase (over the RSS at")
-    print("its first fetch)")
+    print("whole check; header phase (QIDO + metadata); pixel phase (over the RSS at its first")
+    print("fetch)")
     for r in results:
         print(f"  N={r.n:4d} ({r.study_mb:4.0f} MB study): baseline {r.mb(r.rss.baseline):4.0f} MB,"
               f" peak {r.mb(r.rss.peak):4.0f} MB: {r.rss_delta_mb:+6.1f} MB; headers "
               f"{r.rss_headers_mb:+6.1f} MB; pixels {r.rss_pixels_mb:+6.1f} MB")  # fmt: skip
     busy = [r for r in results if r.n >= 2 * concurrency] or results
-    if len(busy) > 1:
-        first, last = busy[0], busy[-1]
-        instance_kb = last.study_mb * 1e6 / last.n / 1024
-        for name, attr in (("whole check", "rss_delta_mb"), ("pixel phase", "rss_pixels_mb")):
-            extra_mb = getattr(last, attr) - getattr(first, attr)
-            per_kb = extra_mb * 1024 / (last.n - first.n)
-            grows = per_kb > 0.1 * instance_kb
-            print(f"  {name}, N={first.n} -> N={last.n}: {per_kb:+.1f} KB per extra instance "
-                  f"(an instance is {instance_kb:.0f} KB): "
-                  + ("GROWS with study size" if grows else "flat: does not grow"))  # fmt: skip
+    if len(busy) < 2:
+        return
+    first, last = busy[0], busy[-1]
+    instance_kb = last.study_mb * 1e6 / last.n / 1024
+
+    def per_instance_kb(attr: str) -> float:
+        return float(getattr(last, attr) - getattr(first, attr)) * 1024 / (last.n - first.n)
+
+    for name, attr in (("whole check", "rss_delta_mb"), ("pixel phase", "rss_pixels_mb")):
+        kb = per_instance_kb(attr)
+        verdict = "GROWS with study size" if kb > 0.1 * instance_kb else "does not grow"
+        print(f"  {name}, N={first.n} -> N={last.n}: {kb:+.1f} KB per extra instance (an "
+              f"instance is {instance_kb:.0f} KB): {verdict}")  # fmt: skip
+    kb = per_instance_kb("rss_headers_mb")
+    print(f"  header phase, N={first.n} -> N={last.n}: {kb:+.1f} KB per extra instance: the "
+          f"series' metadata is parsed at once; at max_instances={max_instances} that is "
+          f"{kb * max_instances / 1024:+.0f} MB")  # fmt: skip
 
 
 async def bench(sizes: list[int], concurrency: int, work: Path) -> None:
@@ -458,7 +470,7 @@ async def bench(sizes: list[int], concurrency: int, work: Path) -> None:
                     results.append(await run_size(n, work, orthanc, settings, pool.connection))
     finally:
         orthanc.stop()
-    report(results, concurrency)
+    report(results, concurrency, settings.pacs.max_instances)
     print(f"\nLoad average at end {os.getloadavg()[0]:.1f}; "
           f"total bench time {time.perf_counter() - t_start:.0f} s")  # fmt: skip
 
