@@ -136,8 +136,6 @@ class Stages:
     fetch_busy_s: float = 0.0
     decode_busy_s: float = 0.0
     lookup_busy_s: float = 0.0
-    lookups: int = 0
-    fetched_bytes: int = 0
 
 
 class TimedSource:
@@ -170,11 +168,9 @@ class TimedSource:
             self._on_first_fetch = None
         t0 = time.perf_counter()
         try:
-            data = await self.client.retrieve(study_uid, series_uid, sop_uid)
+            return await self.client.retrieve(study_uid, series_uid, sop_uid)
         finally:
             self.stages.fetch_busy_s += time.perf_counter() - t0
-        self.stages.fetched_bytes += len(data)
-        return data
 
 
 @contextlib.contextmanager
@@ -197,7 +193,6 @@ def timed_workflow(stages: Stages) -> Iterator[None]:
             return await lookup(*args, **kw)
         finally:
             stages.lookup_busy_s += time.perf_counter() - t0
-            stages.lookups += 1
 
     setattr(check, "_fingerprints", timed_decode)  # noqa: B010 - instrumentation only
     setattr(fingerprints, "nearest_other_patients", timed_lookup)  # noqa: B010
