@@ -121,8 +121,9 @@ async def run_demo(
                 if database_url is not None:
                     async with db.pool.connection() as conn:
                         await remove_demo_library(conn)
-        print(f"\nDone in {time.perf_counter() - t0:.1f} s. AI-assisted check: a pharmacist or "
-              "nurse confirms the medication before it is given.")  # fmt: skip
+        print(f"\nDone in {time.perf_counter() - t0:.1f} s. AI-assisted checks: a pharmacist or "
+              "nurse confirms the medication before it is given, a radiographer the study "
+              "before it is read.")  # fmt: skip
         return 0
     finally:
         if fhir is not None:
@@ -283,8 +284,11 @@ async def _audit_trail(conn: psycopg.AsyncConnection, ids: list[str], *, throwaw
         "  (scope system/Verification.rs; also ?order=, ?verdict=, ?since=, and "
         "/v1/medication-verifications/<id> for one)"
     )
-    print("and in the EHR by the FHIR searches DetectedIssue?patient=Patient/<id> and "
-          "Provenance?target=DetectedIssue/<id> (docs/fhir.md).")  # fmt: skip
+    print("  and '/v1/imaging-verifications?patient=Patient/<id>' for the imaging studies "
+          "(also ?study=, ?order=, ?outcome=);")  # fmt: skip
+    print("and in the EHR by the FHIR searches DetectedIssue?patient=Patient/<id>, "
+          "DiagnosticReport?patient=Patient/<id> and Provenance?target=DetectedIssue/<id> "
+          "(docs/fhir.md).")  # fmt: skip
 
 
 async def _deliver(
