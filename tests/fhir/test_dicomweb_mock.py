@@ -164,6 +164,7 @@ async def test_metadata_ignores_bulk_data_uris() -> None:
 async def test_retrieve_asks_for_the_stored_syntax_and_parses_multipart() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["Accept"] == dicomweb.INSTANCE_AS_STORED
+        assert request.headers["Accept-Encoding"] == "identity"  # no gzip of pixel data
         ct = 'multipart/related; type="application/dicom"; boundary="b0und"'
         return httpx.Response(200, headers={"Content-Type": ct}, content=_multipart([PART10]))
 
