@@ -265,11 +265,12 @@ class ImagingSettings(BaseModel):
     backoff_max_s: float = Field(600.0, gt=0)
 
 
-
 class GrpcSettings(BaseModel):
     """The gRPC front door (service/rpc): off unless a port is set; same host as HTTP."""
 
-    port: int | None = Field(None, ge=1, le=65535, description="listen here (None: no gRPC)")
+    port: int | None = Field(
+        None, ge=0, le=65535, description="listen here (0: any free port; None: no gRPC)"
+    )
     max_message_bytes: int = Field(
         40 * 1024 * 1024, ge=1024, description="largest request or response message"
     )
@@ -301,6 +302,7 @@ class GrpcSettings(BaseModel):
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
 
 # A relative or absolute reference to an Organization (FHIR id: 1-64 of [A-Za-z0-9-.]).
 _ORGANIZATION_REF = re.compile(r"(?:https?://[^\s|?#]+/)?Organization/[A-Za-z0-9\-.]{1,64}")

@@ -21,7 +21,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from service.auth.scopes import missing_scopes, requirement
-from service.auth.tokens import ANONYMOUS, Principal, TokenValidator
+from service.auth.tokens import ANONYMOUS, Principal, TokenValidator, bearer_from_header
 from service.errors import AuthNotConfigured, InsufficientScope, Unauthenticated
 
 
@@ -34,11 +34,10 @@ def _challenge(request: Request, extra: str = "") -> str:
 
 def bearer_token(request: Request) -> str:
     """The token from `Authorization: Bearer ...` (the only bearer method Verity supports)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_from_header(request.headers.get("authorization", ""))
+    if token is None:
         raise Unauthenticated("bearer token required", www_authenticate=_challenge(request))
-    return token.strip()
+    return token
 
 
 def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
