@@ -102,10 +102,14 @@ def time_left(context: Context, cap_s: float | None = None) -> float | None:
     return remaining
 
 
+def _past(context: Context) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0
+
+
 def check_deadline(context: Context) -> None:
     """Between two steps: stop before starting the next one once the deadline has passed."""
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    if _past(context):
         raise TimeoutError("deadline passed")
 
 
@@ -149,15 +153,15 @@ class Calls:
         except VerityError as exc:
             code = code_of(exc).name
             await _abort(context, exc)
-        except TimeoutError as exc:
-            if deadline.expired():
+        except TimeoutError as exc:  # ours (the deadline or cap_s), or a bug's
+            if deadline.expired() or _past(context):
                 code = "DEADLINE_EXCEEDED"
                 await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
-            code = "INTERNAL"
-            await _abort(context, _unexpected(exc))
-        except asyncio.CancelledError:
-            remaining = context.time_remaining()
-            code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            else:
+                code = "INTERNAL"
+                await _abort(context, _unexpected(exc))
+        except asyncio.CancelledError:  # gRPC cancels the work when the client goes or its
+            code = "DEADLINE_EXCEEDED" if _past(context) else "CANCELLED"  # deadline passes
             raise
         except grpc.aio.AbortError:
             raise
