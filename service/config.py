@@ -265,6 +265,45 @@ class ImagingSettings(BaseModel):
     backoff_max_s: float = Field(600.0, gt=0)
 
 
+class GrpcSettings(BaseModel):
+    """The gRPC front door (service/rpc): off unless a port is set; same host as HTTP."""
+
+    port: int | None = Field(
+        None, ge=0, le=65535, description="listen here (0: any free port; None: no gRPC)"
+    )
+    max_message_bytes: int = Field(
+        40 * 1024 * 1024, ge=1024, description="largest request or response message"
+    )
+    max_concurrent_rpcs: int = Field(
+        64, ge=1, description="RPCs in progress at once; more are refused RESOURCE_EXHAUSTED"
+    )
+    max_concurrent_streams: int = Field(32, ge=1, description="HTTP/2 streams per connection")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain (with the key)")
+    tls_key_file: Path | None = Field(None, description="PEM private key (with the cert)")
+    health_poll_s: float = Field(
+        5.0, gt=0, description="readiness is recomputed this often for health Watch streams"
+    )
+    watch_poll_s: float = Field(
+        0.5, gt=0, description="WatchImagingVerification reads the job this often"
+    )
+    watch_max_s: float = Field(
+        3600.0, gt=0, description="a watch stream ends (DEADLINE_EXCEEDED) after this at most"
+    )
+    shutdown_grace_s: float = Field(10.0, ge=0, description="RPCs in flight get this to finish")
+
+    @model_validator(mode="after")
+    def _whole_tls(self) -> GrpcSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "set both VERITY_GRPC__TLS_CERT_FILE and VERITY_GRPC__TLS_KEY_FILE, or neither"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+
 # A relative or absolute reference to an Organization (FHIR id: 1-64 of [A-Za-z0-9-.]).
 _ORGANIZATION_REF = re.compile(r"(?:https?://[^\s|?#]+/)?Organization/[A-Za-z0-9\-.]{1,64}")
 # An absolute URI usable as an identifier or tag system (no `|`: it splits token searches).
@@ -349,6 +388,7 @@ class Settings(BaseSettings):
     writeback: WritebackSettings = WritebackSettings()
     pacs: PacsSettings = PacsSettings()
     imaging: ImagingSettings = ImagingSettings()
+    grpc: GrpcSettings = GrpcSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

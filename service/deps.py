@@ -8,10 +8,10 @@ from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Request
-from psycopg_pool import PoolTimeout
 
 from service.config import Settings as SettingsModel
-from service.errors import DatabaseUnavailable, ModelNotLoaded
+from service.errors import ModelNotLoaded
+from service.store.pool import pooled
 from service.workflows.pills.service import PillService
 
 
@@ -24,13 +24,8 @@ def _settings(request: Request) -> SettingsModel:
 async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection for a short step; pool exhaustion is a retryable 503. Handlers that
     also call the FHIR server or run models take one only around their database steps."""
-    try:
-        async with request.app.state.db.pool.connection() as conn:
-            yield conn
-    except PoolTimeout as exc:
-        raise DatabaseUnavailable("no database connection free in time") from exc
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable("database connection failed") from exc
+    async with pooled(request.app.state.db.pool) as conn:
+        yield conn
 
 
 async def _conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:

@@ -10,7 +10,7 @@
     │   ├── IdempotencyConflict      4090  same Idempotency-Key reused for a different request
     │   ├── PayloadTooLarge          4130  request body over the configured byte limit
     │   ├── image errors             41xx  empty, unsupported, too large, corrupt, no pill, too many
-    │   ├── library errors           42xx  unknown product, duplicate product
+    │   ├── library errors           42xx  unknown product, duplicate product, no references
     │   ├── FHIR reference errors    43xx  unknown/gone resource, bad reference, unsupported order
     │   ├── DICOM errors             44xx  malformed DICOM, too large, study not in PACS,
     │   │                                  PACS not allowed, no PACS, study over the limits
@@ -194,6 +194,13 @@ class UnknownVerification(ClientError):
     """No verification with this id."""
 
     code, status, title = "VERITY-4202", 404, "Unknown verification"
+
+
+class ProductNotEnrolled(ClientError):
+    """The library product has no reference images under the current model, so nothing can be
+    compared with it."""
+
+    code, status, title = "VERITY-4203", 422, "Product has no reference images"
 
 
 # --- 43xx FHIR references ---------------------------------------------------------------

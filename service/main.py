@@ -25,6 +25,7 @@ from service.auth.tokens import TokenValidator
 from service.config import Settings, load_settings
 from service.errors import VerityError
 from service.fhir.client import create_fhir_client
+from service.rpc.server import start_grpc
 from service.store.database import Database
 from service.workflows.imaging.jobs import serve_jobs
 from service.writeback.relay import run_relay
@@ -59,9 +60,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                     background.append(asyncio.create_task(
                         serve_jobs(db.pool, settings, app.state.fhir, stop_relay)
                     ))  # fmt: skip
+            if settings.grpc.port is not None:
+                app.state.grpc = await start_grpc(app.state, settings)
             log.info("verity started", extra={"embedded_db": db.embedded})
             yield
         finally:
+            if app.state.grpc is not None:
+                await app.state.grpc.stop()
             stop_relay.set()
             for task in background:
                 await task
@@ -84,6 +89,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.model_status = None
     app.state.pills = None
     app.state.fhir = None
+    app.state.grpc = None
     problems.install(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.server.max_request_bytes)
     app.include_router(health.router)

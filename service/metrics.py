@@ -52,3 +52,14 @@ IMAGING_INSTANCES = Counter(
     "DICOM instances of imaging jobs: fetched from the PACS, and decoded and fingerprinted",
     ["stage"],
 )
+GRPC_REQUESTS = Counter(
+    "verity_grpc_requests_total",
+    "gRPC calls handled, by method and gRPC status code",
+    ["method", "code"],
+)
+GRPC_LATENCY = Histogram(
+    "verity_grpc_request_duration_seconds",
+    "gRPC call latency (a stream: until its last message)",
+    ["method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600),
+)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.auth.tokens import TokenValidator
 from service.errors import catalog
+from service.workflows.readiness import readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -26,34 +26,11 @@ async def live() -> dict[str, str]:
 )
 async def ready(request: Request) -> JSONResponse:
     state = request.app.state
-    db = await state.db.health()
-    models: list[dict[str, Any]] = state.model_status() if state.model_status else []
-    checks = {
-        "database": {
-            "ready": db.reachable,
-            **({"error": db.error} if db.error else {}),
-        },
-        "migrations": {
-            "ready": db.reachable and not db.pending_migrations,
-            "pending": db.pending_migrations,
-            "changed_since_applied": db.changed_migrations,
-        },
-        "models": {"ready": all(m["loaded"] for m in models), "models": models},
-        "auth": await _auth(state),
-    }
-    ok = all(c["ready"] for c in checks.values())
+    found = await readiness(state.db, state.model_status, getattr(state, "token_validator", None))
     return JSONResponse(
-        {"status": "ready" if ok else "not_ready", "checks": checks},
-        status_code=200 if ok else 503,
+        {"status": "ready" if found.ready else "not_ready", "checks": found.checks},
+        status_code=200 if found.ready else 503,
     )
-
-
-async def _auth(state: Any) -> dict[str, Any]:
-    """Whether bearer tokens can be checked: every /v1 call depends on it."""
-    validator: TokenValidator | None = getattr(state, "token_validator", None)
-    if validator is None:
-        return {"ready": False, "error": "no token validator"}
-    return await validator.readiness()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

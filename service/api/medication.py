@@ -16,10 +16,13 @@ from service.api.schemas import (
 from service.api.uploads import read_image_upload
 from service.auth.deps import CanReadVerifications, CanVerify, GuardedRoute
 from service.deps import DbConn, Pills, Settings, connection
-from service.errors import FhirNotConfigured, RequestInvalid
-from service.fhir.references import parse_reference
 from service.store import verifications as audit
-from service.workflows.pills.verify import ORDER_TYPE, PillRequest, verify_pill
+from service.workflows.pills.submit import (
+    MedicationSubmission,
+    check_fhir,
+    check_photo_count,
+    submit_medication,
+)
 from service.workflows.record import Caller
 
 router = APIRouter(
@@ -59,39 +62,23 @@ async def create_verification(
         SafeText | None, Header(max_length=200, description="retry-safe key chosen by the client")
     ] = None,
 ) -> dict[str, Any]:
-    fhir = request.app.state.fhir
-    if fhir is None:
-        raise FhirNotConfigured("set VERITY_FHIR__BASE_URL to verify against EHR orders")
-    if len(photo) > settings.limits.max_photos_per_request:
-        raise RequestInvalid(f"at most {settings.limits.max_photos_per_request} photos")
-    base = settings.fhir.base_url
-    req = PillRequest(
-        order_ref=parse_reference(medication_request, ORDER_TYPE, base),
+    check_fhir(request.app.state.fhir)  # refused before any upload is read
+    check_photo_count(len(photo), settings.limits)
+    submission = MedicationSubmission(
+        medication_request=medication_request,
         photos=[await read_image_upload(p, settings.limits) for p in photo],
-        dispense_ref=(
-            parse_reference(medication_dispense, "MedicationDispense", base)
-            if medication_dispense
-            else None
-        ),  # fmt: skip
-        patient_ref=parse_reference(patient, "Patient", base) if patient else None,
+        medication_dispense=medication_dispense,
+        patient=patient,
         idempotency_key=idempotency_key,
         caller=Caller(principal.subject, principal.client_id, tuple(sorted(principal.scopes))),
     )
-    if idempotency_key:
-        async with connection(request) as conn:
-            earlier = await audit.find_by_idempotency_key(
-                conn, principal.client_id, idempotency_key, req.sha256()
-            )
-        if earlier is not None:
-            response.status_code = 200
-            return earlier.result
-    _, recorded = await verify_pill(
-        pills, settings, req, fhir, lambda: connection(request), deliver=True
+    result, created = await submit_medication(
+        pills, settings, request.app.state.fhir, lambda: connection(request), submission
     )
-    if not recorded.created:
+    if not created:
         response.status_code = 200
-    response.headers["Location"] = f"/v1/medication-verifications/{recorded.result['id']}"
-    return recorded.result
+    response.headers["Location"] = f"/v1/medication-verifications/{result['id']}"
+    return result
 
 
 @router.get(

@@ -20,8 +20,8 @@ from fastapi import Depends, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from service.auth.scopes import requirement, scope_allows
-from service.auth.tokens import ANONYMOUS, Principal, TokenValidator
+from service.auth.scopes import missing_scopes, requirement
+from service.auth.tokens import ANONYMOUS, Principal, TokenValidator, bearer_from_header
 from service.errors import AuthNotConfigured, InsufficientScope, Unauthenticated
 
 
@@ -34,16 +34,16 @@ def _challenge(request: Request, extra: str = "") -> str:
 
 def bearer_token(request: Request) -> str:
     """The token from `Authorization: Bearer ...` (the only bearer method Verity supports)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_from_header(request.headers.get("authorization", ""))
+    if token is None:
         raise Unauthenticated("bearer token required", www_authenticate=_challenge(request))
-    return token.strip()
+    return token
 
 
 def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency: each spec (`Verification.c`, `system/Outbox.u`) must be granted."""
-    parsed = [requirement(spec) for spec in required]
+    for spec in required:
+        requirement(spec)  # a malformed requirement fails when the route is declared
 
     async def dependency(request: Request) -> Principal:
         validator: TokenValidator | None = getattr(request.app.state, "token_validator", None)
@@ -55,11 +55,7 @@ def require_scopes(*required: str) -> Callable[[Request], Awaitable[Principal]]:
         if not isinstance(principal, Principal):  # not yet validated in this request
             principal = await _authenticate(request, validator)
             request.state.principal = principal
-        missing = [
-            spec
-            for spec, (contexts, resource, perms) in zip(required, parsed, strict=True)
-            if not all(scope_allows(principal.scopes, resource, p, contexts) for p in perms)
-        ]
+        missing = missing_scopes(principal.scopes, required)
         if missing:
             raise InsufficientScope(
                 f"token lacks scope: {' '.join(missing)}",

@@ -95,3 +95,15 @@ def requirement(spec: str) -> tuple[tuple[str, ...], str, str]:
     for p in perms:
         _perm(p)
     return ((context,) if context else CONTEXTS), resource, perms
+
+
+def missing_scopes(granted: Iterable[str], required: Iterable[str]) -> list[str]:
+    """The requirements (`Verification.c`, `system/Outbox.u`) the granted scopes do not meet;
+    every front door (REST guards, gRPC) decides with this one rule."""
+    granted = frozenset(granted)
+    missing = []
+    for spec in required:
+        contexts, resource, perms = requirement(spec)
+        if not all(scope_allows(granted, resource, p, contexts) for p in perms):
+            missing.append(spec)
+    return missing

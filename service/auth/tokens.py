@@ -51,6 +51,14 @@ class Principal:
 ANONYMOUS = Principal(subject="anonymous", client_id=None, scopes=frozenset(), issuer=None)
 
 
+def bearer_from_header(value: str) -> str | None:
+    """The token of an `authorization: Bearer ...` header or gRPC metadata value, else None."""
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 def _invalid(description: str) -> Unauthenticated:
     safe = description.replace('"', "'")
     return Unauthenticated(

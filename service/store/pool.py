@@ -10,9 +10,10 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from service.config import DbSettings
+from service.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +102,16 @@ async def rolled_back(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncC
     """A connection whose writes are undone: a dry run decides like a real one, stores nothing."""
     async with pool.connection() as conn, conn.transaction(force_rollback=True):
         yield conn
+
+
+@asynccontextmanager
+async def pooled(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection for a short step; pool exhaustion or a lost server is a retryable
+    DatabaseUnavailable (5030), the same for every front door."""
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        raise DatabaseUnavailable("no database connection free in time") from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable("database connection failed") from exc

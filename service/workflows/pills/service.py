@@ -19,6 +19,7 @@ import numpy as np
 import psycopg
 
 from service.config import DecisionSettings, SearchSettings, Settings
+from service.errors import ProductNotEnrolled
 from service.models.fusion import load_fusion
 from service.models.registry import ModelRegistry
 from service.store import products, vectors
@@ -237,6 +238,29 @@ class PillService:
         a, b = pill.embeddings[0], views[0].embedding
         ranked = rank(pill, views, {"b": ProductRef("b")}, self.decision, self.fusion)
         return float(a @ b), float(np.linalg.norm(a - b)), ranked[0]
+
+    async def compare_product(
+        self, connect: Connect, data: bytes, product_id: str
+    ) -> tuple[float, float, Candidate]:
+        """One-to-one against a stored product: the fused score over its reference views (as
+        `compare` scores image B's views), cosine and euclidean to its nearest view."""
+        photo = await self.analyse(data)
+        pill = photo.pills[0]
+        async with connect() as conn:
+            product = await products.get_product(conn, product_id)  # UnknownProduct if absent
+            views = await vectors.views_for_products(
+                conn, pill.model_version or self.model_version, [product_id]
+            )
+        if not views:
+            raise ProductNotEnrolled(f"product has no reference views for {self.model_version}")
+        ranked = await anyio.to_thread.run_sync(
+            rank, pill, views, {product_id: product_ref(product)}, self.decision, self.fusion,
+            limiter=self._cpu,
+        )  # fmt: skip
+        a = pill.embeddings[0]
+        cosine = max(float(a @ v.embedding) for v in views)
+        euclid = min(float(np.linalg.norm(a - v.embedding)) for v in views)
+        return cosine, euclid, ranked[0]
 
     async def identify(
         self, connect: Connect, data: bytes, *, always_include: Sequence[str] = ()
