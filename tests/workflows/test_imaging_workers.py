@@ -38,11 +38,16 @@ async def queue_db(make_database: Any) -> str:
     return url
 
 
+# Long enough to kill a worker mid-way: at concurrency 1 a worker checks ~50-60 instances a
+# second here, and reports progress about once a second.
+SERIES_SIZE = 150
+
+
 @pytest.fixture
 def big_study(tmp_path: Path, orthanc: Any) -> Path:
-    """A 40-instance CT series from real slices, in Orthanc: long enough to kill mid-way."""
+    """A CT series of SERIES_SIZE instances from real slices, in Orthanc."""
     folder = tmp_path / "series"
-    paths = write_ct_series(folder, 40, seed=11)
+    paths = write_ct_series(folder, SERIES_SIZE, seed=11)
     orthanc.stow(paths)
     return folder
 
@@ -122,7 +127,7 @@ async def test_a_worker_killed_mid_study_is_finished_by_another_and_reported_onc
             first.kill()
     assert running.attempts == 1
     killed_at = (await job_state(queue_db, job.id)).progress.get("instances_checked", 0)
-    assert killed_at < 40, "the first worker finished before it was killed"
+    assert killed_at < SERIES_SIZE, "the first worker finished before it was killed"
     second = worker(queue_db, fhir_server, orthanc, log)
     try:
         done = await wait_job(queue_db, job.id, lambda j: j.state in ("done", "failed"))
@@ -134,7 +139,7 @@ async def test_a_worker_killed_mid_study_is_finished_by_another_and_reported_onc
             cur = await c.execute(
                 "SELECT count(*) FROM image_fingerprint WHERE verification_id = %s", (job.id,)
             )
-            assert (await cur.fetchone()) == (40,)
+            assert (await cur.fetchone()) == (SERIES_SIZE,)
         deadline = time.monotonic() + 60
         while not (reports := ehr.search("DiagnosticReport", **{"based-on": done.order_ref})):
             assert time.monotonic() < deadline, log.read_text()[-2000:]
@@ -218,4 +223,4 @@ async def test_a_study_over_the_byte_limit_stops_fetching_and_fails_with_its_cod
     assert job.state == "failed" and job.error is not None
     assert job.error["code"] == "VERITY-4405"
     fetched = [p for _, p in orthanc.requests_seen()[seen_before:] if "/instances/" in p]
-    assert 0 < len(fetched) < 40  # the remaining instances were never asked for
+    assert 0 < len(fetched) < SERIES_SIZE  # the remaining instances were never asked for
