@@ -8,6 +8,7 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +113,28 @@ async def api(
     db_url: str, auth_server: Any, api_token: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[object]:
     """The real app (models loaded once, real tokens) on the session database."""
+    settings = api_settings(db_url, auth_server, tmp_path_factory.mktemp("api"))
+    async with app_client(settings, api_token, timeout=60) as client:
+        yield client
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, token: str, *, timeout: float = 120) -> AsyncIterator[Any]:
+    """The real app under its lifespan (models loaded, workers running) and an HTTP client on
+    it with a bearer token; `client.app` is the app, for its state."""
     import httpx
     from asgi_lifespan import LifespanManager
 
     from service.main import create_app
 
-    app = create_app(api_settings(db_url, auth_server, tmp_path_factory.mktemp("api")))
+    app = create_app(settings)
     async with (
         LifespanManager(app, startup_timeout=120),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
             base_url="http://verity.test",
-            timeout=60,
-            headers={"Authorization": f"Bearer {api_token}"},
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}"},
         ) as client,
     ):
         client.app = app  # type: ignore[attr-defined]

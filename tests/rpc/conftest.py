@@ -10,15 +10,13 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from service.config import GrpcSettings, OutboxSettings, PacsSettings
 from service.evaluation.pills import read_dataset
-from service.main import create_app
 from service.rpc.gen.verity.v1 import imaging_pb2_grpc, pills_pb2_grpc
 from service.store import migrate
 from service.workflows.pills.enrol import enrol_products
-from tests.conftest import SHARED_DATA, api_settings
+from tests.conftest import SHARED_DATA, api_settings, app_client
 from tests.workflows.conftest import PRODUCT_A, PRODUCT_B
 from tests.workflows.test_imaging_e2e import imaging_settings
 
@@ -60,22 +58,13 @@ async def rpc_app(
         imaging=imaging_settings(),
         grpc=GrpcSettings(port=0, watch_poll_s=0.1, health_poll_s=0.5),
     )  # fmt: skip
-    app = create_app(settings)
-    async with (
-        LifespanManager(app, startup_timeout=120),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-            base_url="http://verity.test", timeout=120,
-            headers={"Authorization": f"Bearer {api_token}"},
-        ) as client,
-    ):  # fmt: skip
+    async with app_client(settings, api_token, timeout=120) as client:
         entries = (
             (d.product, d.reference_images())
             for d in read_dataset(SHARED_DATA / "pills")
             if d.product.id in LIBRARY
         )
-        await enrol_products(app.state.pills, app.state.db.pool.connection, entries)
-        client.app = app  # type: ignore[attr-defined]
+        await enrol_products(client.app.state.pills, client.app.state.db.pool.connection, entries)
         yield client
 
 

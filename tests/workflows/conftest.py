@@ -11,15 +11,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from asgi_lifespan import LifespanManager
 from PIL import Image
 
 from service.config import OutboxSettings
 from service.evaluation.pills import read_dataset
-from service.main import create_app
 from service.store import migrate
 from service.workflows.pills.enrol import enrol_products
-from tests.conftest import SHARED_DATA, api_settings
+from tests.conftest import SHARED_DATA, api_settings, app_client
 
 # The e2e library is the whole dev set enrolled per the dataset protocol (a realistic library:
 # the open-set score needs the look-alikes to be present), and these photos are the queries.
@@ -113,19 +111,10 @@ async def pill_app(
                                       connect_timeout_s=1),
         outbox=OutboxSettings(poll_interval_s=0.1, backoff_base_s=0.2, backoff_max_s=1.0),
     )  # fmt: skip
-    app = create_app(settings)
-    async with (
-        LifespanManager(app, startup_timeout=120),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-            base_url="http://verity.test", timeout=120,
-            headers={"Authorization": f"Bearer {api_token}"},
-        ) as client,
-    ):  # fmt: skip
-        pills = app.state.pills
+    async with app_client(settings, api_token, timeout=120) as client:
+        pills = client.app.state.pills
         entries = ((d.product, d.reference_images()) for d in read_dataset(SHARED_DATA / "pills"))
-        await enrol_products(pills, app.state.db.pool.connection, entries)
-        client.app = app  # type: ignore[attr-defined]
+        await enrol_products(pills, client.app.state.db.pool.connection, entries)
         yield client
 
 

@@ -15,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from service.config import ImagingSettings, OutboxSettings, PacsSettings
 from service.evaluation.studies import read_case
-from service.main import create_app
 from service.store import migrate
 from service.workflows.imaging.check import enrol_study
 from service.workflows.imaging.sources import folder_source
-from tests.conftest import SHARED_DATA, api_settings
+from tests.conftest import SHARED_DATA, api_settings, app_client
 
 STUDIES = SHARED_DATA / "studies"
 with (STUDIES / "cases.csv").open(encoding="utf-8") as _f:
@@ -112,22 +110,13 @@ async def imaging_app(
                           timeout_s=5, connect_timeout_s=1),
         imaging=imaging_settings(),
     )  # fmt: skip
-    app = create_app(settings)
-    async with (
-        LifespanManager(app, startup_timeout=120),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-            base_url="http://verity.test", timeout=60,
-            headers={"Authorization": f"Bearer {api_token}"},
-        ) as client,
-    ):  # fmt: skip
+    async with app_client(settings, api_token, timeout=120) as client:
         # The PACS history: the archive study whose image dev-019 re-uses (another patient).
         archive = STUDIES / "archive" / "dev-a01"
         await enrol_study(
             settings, await read_case(archive), folder_source(archive / "dicom", settings.pacs),
-            app.state.db.pool.connection,
+            client.app.state.db.pool.connection,
         )  # fmt: skip
-        client.app = app  # type: ignore[attr-defined]
         yield client
 
 
