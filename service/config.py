@@ -234,6 +234,48 @@ class PacsSettings(BaseModel):
     max_study_bytes: int = Field(4 * 1024**3, ge=1024)
 
 
+class ContentSettings(BaseModel):
+    """The pixel tiers of imaging checks: ONNX embeddings in pgvector, only where needed."""
+
+    enabled: bool = Field(True, description="embed images for CONTENT_MISMATCH and near-duplicates")
+    models: list[str] = Field(
+        default_factory=lambda: ["efficientnet-lite0"],
+        description="embedders, first first; the next runs only on images the previous left"
+        " uncertain (a cascade)",
+    )
+    images_per_series: int = Field(
+        3, ge=1, le=64, description="representative images embedded per series (of its frames)"
+    )
+    k: int = Field(10, ge=1, le=100, description="nearest labelled references per image")
+    # Cosine distances of the bundled ImageNet backbone on the dev studies: an image and a
+    # reference of the same modality and body part from another source are 0.26-0.47 apart,
+    # of another label 0.40-0.77 (docs/imaging.md, "Pixel checks").
+    evidence_distance: float = Field(
+        0.35, gt=0, le=2, description="references farther than this say nothing about an image"
+    )
+    temperature: float = Field(0.05, gt=0, description="of the distance-weighted reference vote")
+    match_p: float = Field(0.8, gt=0.5, le=1, description="P(compatible) for MATCH")
+    mismatch_p: float = Field(0.9, gt=0.5, le=1, description="P(incompatible) for MISMATCH")
+    near_duplicate_distance: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="embedding distance to another patient's image that counts as the same"
+        " image (cropped, re-windowed, resized, re-encoded); 0 turns the tier off",
+    )
+    lookalike: bool = Field(
+        False,
+        description="possible-wrong-patient check from the patient's priors (off: the dev data"
+        " holds no priors to show that it works)",
+    )
+
+    @model_validator(mode="after")
+    def _models(self) -> ContentSettings:
+        if self.enabled and not self.models:
+            raise ValueError("imaging.content.models is empty while the content tier is on")
+        return self
+
+
 class ImagingSettings(BaseModel):
     """Imaging-study checks and their job queue."""
 
@@ -257,6 +299,7 @@ class ImagingSettings(BaseModel):
     duplicate_max_distance: int = Field(
         48, ge=0, le=256, description="fingerprint Hamming distance that counts as the same image"
     )
+    content: ContentSettings = Field(default_factory=ContentSettings)
     worker_enabled: bool = Field(True, description="run imaging jobs inside `verity serve`")
     poll_interval_s: float = Field(1.0, gt=0)
     lease_s: float = Field(300.0, ge=5, description="a claimed job comes due again after this")

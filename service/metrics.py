@@ -63,3 +63,17 @@ GRPC_LATENCY = Histogram(
     ["method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120, 600),
 )
+IMAGING_TIER_SECONDS = Histogram(
+    "verity_imaging_tier_seconds",
+    "Wall time of one tier of one imaging-study check (headers, fingerprints, embeddings)",
+    ["tier"],
+    buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120),
+)
+IMAGING_TIER_STUDIES = Counter(
+    "verity_imaging_tier_studies_total", "Imaging-study checks that reached each tier", ["tier"]
+)
+MODEL_CPU_SECONDS = Counter(
+    "verity_model_cpu_seconds_total",
+    "Process CPU seconds spent inside each model's inference calls (all its threads)",
+    ["model"],
+)

@@ -80,7 +80,7 @@ async def list_imaging_verifications(
     order: Annotated[
         SafeText | None, Query(max_length=200, description="ServiceRequest ref")
     ] = None,
-    outcome: Annotated[str | None, Query(pattern="^(PASSED|FAILED|INCOMPLETE)$")] = None,
+    outcome: Annotated[str | None, Query(pattern="^(PASSED|FAILED|UNCERTAIN|INCOMPLETE)$")] = None,
     state: Annotated[str | None, Query(pattern="^(queued|running|done|failed)$")] = None,
     since: DateTimeIn | None = None,
     until: DateTimeIn | None = None,

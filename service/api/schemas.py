@@ -239,7 +239,9 @@ class ImagingJobOut(BaseModel):
     order: str | None = Field(None, description="the ServiceRequest the study is based on")
     attempts: int
     progress: ImagingProgressOut
-    outcome: str | None = Field(None, description="PASSED, FAILED or INCOMPLETE once done")
+    outcome: str | None = Field(
+        None, description="PASSED, FAILED, UNCERTAIN (a person decides) or INCOMPLETE once done"
+    )
     findings: list[str] = []
     error: JobErrorOut | None = None
     result: dict[str, Any] | None = Field(

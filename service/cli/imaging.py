@@ -21,6 +21,7 @@ from service.errors import FhirNotConfigured, FileUnreadable
 from service.fhir.client import FhirClient, create_fhir_client
 from service.fhir.orders import StaticOrderSource
 from service.fhir.references import parse_reference
+from service.models.image_embedder import load_image_embedder
 from service.store.database import Database
 from service.store.pool import rolled_back
 from service.verify.imaging.results import ImagingVerification, Outcome, StudyCounts
@@ -31,7 +32,7 @@ from service.workflows.imaging.sources import PacsSources, folder_source
 from service.workflows.record import Caller
 
 _MARK = {Outcome.PASSED: "ok  ", Outcome.FAILED: "FAIL", Outcome.NOT_APPLICABLE: "n/a ",
-         Outcome.COULD_NOT_CHECK: "??  "}  # fmt: skip
+         Outcome.COULD_NOT_CHECK: "??  ", Outcome.UNCERTAIN: "?!  "}  # fmt: skip
 
 
 def verify_study(args: argparse.Namespace, settings: Settings) -> int:
@@ -89,7 +90,7 @@ async def _verify_study(args: argparse.Namespace, settings: Settings) -> int:
         progress = _Progress(enabled=not args.json and sys.stderr.isatty())
         checked = await check_study(
             settings, order, await pacs.for_order(order), connect, caller="verity cli",
-            progress=progress,
+            progress=progress, embedder=await asyncio.to_thread(load_image_embedder, settings),
         )  # fmt: skip
         progress.done()
         async with connect() as conn, conn.transaction():

@@ -16,8 +16,9 @@ from service.config import Settings
 from service.errors import DatasetInvalid
 from service.evaluation.harness import Query, latency, run_protocol
 from service.fhir.orders import StaticOrderSource
+from service.models.image_embedder import load_image_embedder
 from service.store.pool import Connect
-from service.verify.imaging.results import FindingCode
+from service.verify.imaging.results import FindingCode, ImagingVerification
 from service.verify.imaging.study import StudyOrder
 from service.workflows.imaging.check import check_study, enrol_study
 from service.workflows.imaging.read import STUDY_TYPE, read_study
@@ -82,29 +83,38 @@ class StudyProtocol:
         self.settings = settings
         self.cases = read_cases(dataset)
         self.enrolled = 0
+        self.embedder = load_image_embedder(settings)
 
     async def prepare(self, connect: Connect) -> None:
         for folder in archive_folders(self.dataset):
             order = await read_case(folder)
             source = folder_source(folder / "dicom", self.settings.pacs)
-            self.enrolled += await enrol_study(self.settings, order, source, connect)
+            self.enrolled += await enrol_study(
+                self.settings, order, source, connect, embedder=self.embedder
+            )
 
     def queries(self) -> Iterator[Query[StudyCase]]:
         for case in self.cases:
             yield Query(case.key, " ".join(sorted(case.expected)), case)
 
-    async def ask(self, connect: Connect, item: StudyCase) -> frozenset[str]:
+    async def ask(self, connect: Connect, item: StudyCase) -> ImagingVerification:
         order = await read_case(item.folder)
         source = folder_source(item.folder / "dicom", self.settings.pacs)
-        checked = await check_study(self.settings, order, source, connect)
-        return frozenset(f.value for f in checked.verification.findings)
+        checked = await check_study(self.settings, order, source, connect, embedder=self.embedder)
+        return checked.verification
 
-    def row(self, query: Query[StudyCase], answer: frozenset[str] | None) -> dict[str, Any]:
-        return {"expected": sorted(query.item.expected), "found": sorted(answer or ())}
+    def row(self, query: Query[StudyCase], answer: ImagingVerification | None) -> dict[str, Any]:
+        return {
+            "expected": sorted(query.item.expected),
+            "found": sorted(f.value for f in answer.findings) if answer else [],
+            "outcome": answer.outcome if answer else None,
+            "tiers": sorted(answer.tiers) if answer else [],
+        }
 
     def score(self, rows: list[dict[str, Any]], details: bool) -> dict[str, Any]:
         return {
             **score_cases(rows),
+            **tier_shares(rows),
             "archive_images": self.enrolled,
             **latency(rows),
             **({"rows": rows} if details else {}),
@@ -142,6 +152,21 @@ def score_cases(rows: list[dict[str, Any]]) -> dict[str, Any]:
             sum(r["expected"] == r["found"] for r in without_content), len(without_content)
         ),
         "per_code": per_code,
+    }
+
+
+def tier_shares(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Share of studies that reached each tier, and of clean ones routed to a person."""
+    clean = [r for r in rows if not r["expected"]]
+    tiers = sorted({t for r in rows for t in r.get("tiers", [])})
+    return {
+        "tier_share": {
+            t: _rate(sum(t in r.get("tiers", []) for r in rows), len(rows)) for t in tiers
+        },
+        "uncertain_rate": _rate(sum(r.get("outcome") == "UNCERTAIN" for r in rows), len(rows)),
+        "clean_uncertain_rate": _rate(
+            sum(r.get("outcome") == "UNCERTAIN" for r in clean), len(clean)
+        ),
     }
 
 

@@ -24,10 +24,13 @@ def run_onnx(model: LoadedModel, batch: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def embed(registry: ModelRegistry, name: str, crops: list[np.ndarray]) -> np.ndarray:
-    """Embed a batch of crops (then the configured head); rows are unit length."""
-    head = registry.head_for(name)
-    out_dim = head.dim if head else registry.get(name).dim
+def embed(
+    registry: ModelRegistry, name: str, crops: list[np.ndarray], *, head: bool = True
+) -> np.ndarray:
+    """Embed a batch of crops (then the configured pill head, unless `head` is False: the
+    imaging checks use the backbone's own features); rows are unit length."""
+    projection = registry.head_for(name) if head else None
+    out_dim = projection.dim if projection else registry.get(name).dim
     if not crops:
         return np.zeros((0, out_dim), dtype=np.float32)
     model = registry.get(name)
@@ -35,8 +38,8 @@ def embed(registry: ModelRegistry, name: str, crops: list[np.ndarray]) -> np.nda
     with registry.timed(name):
         feats = run_onnx(model, batch)
     feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    if head:
-        with registry.timed(head.name):
-            feats = head.runtime.run(None, {"embedding": feats.astype(np.float32)})[0]
+    if projection:
+        with registry.timed(projection.name):
+            feats = projection.runtime.run(None, {"embedding": feats.astype(np.float32)})[0]
         feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     return np.asarray(feats, dtype=np.float32)

@@ -39,6 +39,7 @@ from service.writeback.imaging_checks import (
 from service.writeback.imaging_issues import (
     CHECK_INCOMPLETE,
     CHECK_NAMES,
+    CHECK_UNCERTAIN,
     DEVICE_PURPOSE,
     DISCLAIMER,
     ISSUES,
@@ -67,6 +68,8 @@ def conclusion_kinds(v: ImagingVerification) -> list[IssueKind]:
     kinds = list({c.code: ISSUES[c.code] for c in failed}.values())
     if kinds:
         return kinds
+    if v.outcome == "UNCERTAIN":
+        return [CHECK_UNCERTAIN]
     return [CHECK_INCOMPLETE if v.outcome == "INCOMPLETE" else NO_FINDING]
 
 

@@ -174,7 +174,17 @@ CHECK_INCOMPLETE: Final = IssueKind(
     "low",
     21,
 )
-CONCLUSIONS: Final[dict[str, IssueKind]] = {k.code: k for k in (NO_FINDING, CHECK_INCOMPLETE)}
+CHECK_UNCERTAIN: Final = IssueKind(
+    "CHECK_UNCERTAIN",
+    "No problem found, but a check is unsure: a person decides",
+    "No check of the imaging study failed, but at least one saw evidence it cannot settle (for "
+    "example pixels that may not show the ordered body part), so a person must look.",
+    "moderate",
+    22,
+)
+CONCLUSIONS: Final[dict[str, IssueKind]] = {
+    k.code: k for k in (NO_FINDING, CHECK_INCOMPLETE, CHECK_UNCERTAIN)
+}
 
 # Observation.code text: which check an Observation reports (its code is the finding it guards).
 CHECK_NAMES: Final[dict[str, str]] = {
@@ -208,6 +218,11 @@ OUTCOMES: Final[dict[Outcome, tuple[str, str, str]]] = {
         "could-not-check",
         "Could not check",
         "The check applies but could not be made (e.g. no decodable pixels).",
+    ),
+    Outcome.UNCERTAIN: (
+        "uncertain",
+        "Uncertain",
+        "The check was made but its evidence is not clear either way; a person decides.",
     ),
 }
 

@@ -37,23 +37,23 @@ def accession_check(order: StudyOrder, headers: Sequence[InstanceHeader]) -> Che
                   expected=[order.accession], instances=[h.sop_uid for h in bad])  # fmt: skip
 
 
-def _family(modality: str) -> str:
+def modality_family(modality: str) -> str:
     return "XR" if modality in RADIOGRAPHY else modality
 
 
 def modality_check(order: StudyOrder, headers: Sequence[InstanceHeader]) -> CheckResult:
     """Each image's Modality must be its series' declared one (else one the study declares)."""
     code = FindingCode.MODALITY_MISMATCH
-    declared = {_family(m.upper()) for m in order.modalities}
+    declared = {modality_family(m.upper()) for m in order.modalities}
     if not declared:
         return result(code, Outcome.NOT_APPLICABLE, "The ImagingStudy declares no modality.")
-    per_series = {s.uid: _family(s.modality.upper()) for s in order.series if s.modality}
+    per_series = {s.uid: modality_family(s.modality.upper()) for s in order.series if s.modality}
     images = [h for h in headers if h.modality and h.modality not in NON_IMAGE]
     if not images:
         return result(code, Outcome.COULD_NOT_CHECK, "No image instance carries a Modality.")
     bad = [
         h for h in images
-        if _family(h.modality or "")
+        if modality_family(h.modality or "")
         not in ({per_series[h.series_uid]} if h.series_uid in per_series else declared)
     ]  # fmt: skip
     if not bad:

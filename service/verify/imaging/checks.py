@@ -25,13 +25,13 @@ from service.verify.imaging.study import StudyOrder
 
 @dataclass(frozen=True)
 class DuplicateMatch:
-    """An instance of this study whose pixels (or SOP Instance UID) the archive already holds
-    under another patient's study."""
+    """An instance of this study whose pixels (fingerprint or embedding) or SOP Instance UID the
+    archive already holds under another patient's study."""
 
     sop_uid: str
     other_study_uid: str
-    distance: int | None  # fingerprint Hamming distance; None for a reused SOP Instance UID
-    kind: Literal["pixels", "sop_uid"]
+    distance: float | None  # Hamming bits (pixels), cosine (embedding); None for a SOP UID
+    kind: Literal["pixels", "embedding", "sop_uid"]
 
 
 def header_checks(

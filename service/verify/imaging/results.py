@@ -36,6 +36,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     NOT_APPLICABLE = "not_applicable"  # e.g. laterality when the order has no side
     COULD_NOT_CHECK = "could_not_check"  # e.g. no decodable pixels to fingerprint
+    UNCERTAIN = "uncertain"  # the evidence is not clear either way: a person must look
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ImagingVerification:
     instance_sha256: list[str] = field(default_factory=list)
     models: list[ModelInfo] = field(default_factory=list)
     caller: str | None = None
+    tiers: dict[str, Any] = field(default_factory=dict)  # what each tier of checks cost
 
     @property
     def findings(self) -> list[FindingCode]:
@@ -90,10 +92,13 @@ class ImagingVerification:
         return list(dict.fromkeys(c.code for c in self.checks if c.failed))
 
     @property
-    def outcome(self) -> Literal["PASSED", "FAILED", "INCOMPLETE"]:
-        """FAILED if any check failed; INCOMPLETE if one could not run; else PASSED."""
+    def outcome(self) -> Literal["PASSED", "FAILED", "UNCERTAIN", "INCOMPLETE"]:
+        """FAILED if any check failed; UNCERTAIN if one is unsure (a person decides);
+        INCOMPLETE if one could not run; else PASSED."""
         if self.findings:
             return "FAILED"
+        if any(c.outcome is Outcome.UNCERTAIN for c in self.checks):
+            return "UNCERTAIN"
         if any(c.outcome is Outcome.COULD_NOT_CHECK for c in self.checks):
             return "INCOMPLETE"
         return "PASSED"

@@ -22,6 +22,7 @@ from service.config import ImagingSettings, Settings
 from service.errors import DatabaseUnavailable, InternalError, VerityError
 from service.fhir.client import FhirClient
 from service.metrics import IMAGING_INSTANCES, IMAGING_JOB_SECONDS, IMAGING_JOBS
+from service.models.image_embedder import ImageEmbedder, load_image_embedder
 from service.store import jobs
 from service.store import verifications as audit
 from service.store.jobs import JobRow, LeaseLost
@@ -67,6 +68,7 @@ class Imaging:
     fhir: ResourceSource
     pacs: PacsSources
     connect: Connect
+    embedder: ImageEmbedder | None = None  # the pixel tiers (None: off)
 
 
 async def record_check(
@@ -88,9 +90,7 @@ async def record_check(
         findings=[f.value for f in v.findings],
     )  # fmt: skip
     if keep_history and recorded.created:
-        from service.store import fingerprints
-
-        await fingerprints.add(conn, checked.history())
+        await checked.record_history(conn)
     return recorded
 
 
@@ -115,7 +115,7 @@ async def run_job(imaging: Imaging, job: JobRow) -> None:
         source = await imaging.pacs.for_order(order)
         checked = await check_study(
             imaging.settings, order, source, imaging.connect, verification_id=job.id,
-            caller=job.caller_client_id, progress=progress,
+            caller=job.caller_client_id, progress=progress, embedder=imaging.embedder,
         )  # fmt: skip
         v = checked.verification
         async with imaging.connect() as conn, conn.transaction():
@@ -205,7 +205,8 @@ async def serve_jobs(
     """Run imaging jobs until `stop` (inside `verity serve`, or `verity worker`)."""
     smart = fhir.auth if settings.pacs.auth == "smart" else None
     pacs = PacsSources(settings.pacs, smart_auth=smart)
-    imaging = Imaging(settings, fhir, pacs, pool.connection)
+    embedder = await asyncio.to_thread(load_image_embedder, settings)
+    imaging = Imaging(settings, fhir, pacs, pool.connection, embedder)
     log.info("imaging worker started")
     try:
         await run_worker(pool, imaging, stop)

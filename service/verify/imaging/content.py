@@ -1,0 +1,155 @@
+"""CONTENT_MISMATCH: what the pixels look like, from the nearest labelled references, against
+what the header and the order agree the study is (modality, body part). Per image, each
+reference within the evidence distance votes for its label with weight exp(-distance / T):
+the share of votes for labels incompatible with the declared one is the probability that the
+pixels are of something else. Bands as for pills: MATCH / UNCERTAIN (a person looks) /
+MISMATCH. An image with no reference near enough is not judged; it never passes as a match."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from service.verify.imaging.acquisition import modality_family
+from service.verify.imaging.bodyparts import REGIONS, related
+from service.verify.imaging.compare import result
+from service.verify.imaging.results import CheckResult, FindingCode, Outcome
+
+MAX_EVIDENCE = 5  # nearest references shown per image in the evidence
+
+
+@dataclass(frozen=True)
+class Label:
+    """What an image is of: DICOM Modality and BodyPartExamined defined term."""
+
+    modality: str
+    body_part: str
+
+    def __str__(self) -> str:
+        return f"{self.modality} {self.body_part}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A labelled reference image near a query image."""
+
+    study_uid: str
+    sop_uid: str
+    label: Label
+    distance: float  # cosine distance between the embeddings
+
+
+@dataclass(frozen=True)
+class ContentBands:
+    evidence_distance: float  # references farther than this say nothing about the image
+    temperature: float  # of the distance-weighted vote
+    match_p: float  # P(compatible) at or above this: the image matches
+    mismatch_p: float  # P(incompatible) at or above this: the image is of something else
+
+
+class Verdict(StrEnum):
+    MATCH = "MATCH"
+    UNCERTAIN = "UNCERTAIN"
+    MISMATCH = "MISMATCH"
+    NO_EVIDENCE = "NO_EVIDENCE"
+
+
+@dataclass(frozen=True)
+class ImageContent:
+    """One image's verdict, the probability behind it and the references that gave it."""
+
+    sop_uid: str
+    verdict: Verdict
+    p_other: float  # probability that the pixels are of an incompatible label
+    shows: Label | None  # the label with most votes
+    model: str
+    references: tuple[Reference, ...]
+
+
+def declared_label(modality: str | None, region: str | None) -> Label | None:
+    """A label from a Modality and a body region of bodyparts.REGIONS (None: not both known)."""
+    if not modality or region not in REGIONS:
+        return None
+    return Label(modality_family(modality.upper()), region)
+
+
+def compatible(a: Label, b: Label) -> bool:
+    """Same modality family (CR/DX are one) and the same or a containing body region."""
+    return modality_family(a.modality) == modality_family(b.modality) and related(
+        a.body_part, b.body_part
+    )
+
+
+def judge_image(
+    sop_uid: str,
+    declared: Label,
+    references: Sequence[Reference],
+    bands: ContentBands,
+    model: str,
+) -> ImageContent:
+    """The verdict for one image from its nearest labelled references."""
+    near = sorted((r for r in references if r.distance <= bands.evidence_distance),
+                  key=lambda r: r.distance)  # fmt: skip
+    shown = tuple(sorted(references, key=lambda r: r.distance)[:MAX_EVIDENCE])
+    if not near:
+        return ImageContent(sop_uid, Verdict.NO_EVIDENCE, 0.0, None, model, shown)
+    votes: dict[Label, float] = {}
+    for r in near:
+        votes[r.label] = votes.get(r.label, 0.0) + math.exp(-r.distance / bands.temperature)
+    total = sum(votes.values())
+    p_other = sum(w for label, w in votes.items() if not compatible(label, declared)) / total
+    shows = max(votes, key=lambda label: votes[label])
+    if p_other >= bands.mismatch_p:
+        verdict = Verdict.MISMATCH
+    elif 1.0 - p_other >= bands.match_p:
+        verdict = Verdict.MATCH
+    else:
+        verdict = Verdict.UNCERTAIN
+    return ImageContent(sop_uid, verdict, round(p_other, 4), shows, model, shown)
+
+
+def content_check(declared: Label | None, images: Sequence[ImageContent]) -> CheckResult:
+    """The study's CONTENT_MISMATCH check from its judged images."""
+    code = FindingCode.CONTENT_MISMATCH
+    if declared is None:
+        summary = "The header and the order do not agree on a modality and body part to compare."
+        return result(code, Outcome.NOT_APPLICABLE, summary)
+    evidence: dict[str, Any] = {"images": [_evidence(i) for i in images]}
+    judged = [i for i in images if i.verdict is not Verdict.NO_EVIDENCE]
+    expected = [str(declared)]
+    if not judged:
+        summary = (f"No enrolled reference is near enough to any of the {len(images)} images "
+                   f"embedded to judge what they show; the content was not judged.")  # fmt: skip
+        return result(code, Outcome.NOT_APPLICABLE, summary, expected=expected, **evidence)
+    bad = [i for i in judged if i.verdict is Verdict.MISMATCH]
+    unsure = [i for i in judged if i.verdict is Verdict.UNCERTAIN]
+    shown = [str(i.shows) for i in (bad or unsure or judged)]
+    if bad:
+        summary = (f"The pixels of {len(bad)} of {len(judged)} judged images look like "
+                   f"{', '.join(sorted(set(shown)))}, not {declared}.")  # fmt: skip
+        return result(code, Outcome.FAILED, summary, dicom=shown, expected=expected,
+                      instances=[i.sop_uid for i in bad], **evidence)  # fmt: skip
+    if unsure:
+        summary = (f"The pixels of {len(unsure)} of {len(judged)} judged images may not be "
+                   f"{declared}: a person should look.")  # fmt: skip
+        return result(code, Outcome.UNCERTAIN, summary, dicom=shown, expected=expected,
+                      instances=[i.sop_uid for i in unsure], **evidence)  # fmt: skip
+    summary = f"The pixels of {len(judged)} judged images look like {declared}."
+    return result(code, Outcome.PASSED, summary, dicom=shown, expected=expected, **evidence)
+
+
+def _evidence(i: ImageContent) -> dict[str, object]:
+    return {
+        "sop_uid": i.sop_uid,
+        "verdict": i.verdict.value,
+        "p_other": i.p_other,
+        "shows": str(i.shows) if i.shows else None,
+        "model": i.model,
+        "nearest": [
+            {"study_uid": r.study_uid, "label": str(r.label), "distance": round(r.distance, 4)}
+            for r in i.references
+        ],
+    }
