@@ -61,7 +61,7 @@ def test_verify_study_json_from_an_imaging_study_file_and_a_dicom_folder(tmp_pat
     assert result["outcome"] == "PASSED" and result["findings"] == []
     assert result["recorded"] is False and result["fhir"]["status"] == "dry_run"
     kinds = [e["resource"]["resourceType"] for e in result["fhir"]["bundle"]["entry"]]
-    assert kinds.count("Observation") == len(result["checks"]) == 12
+    assert kinds.count("Observation") == len(result["checks"]) == 13
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,7 @@ async def test_a_worker_killed_mid_study_is_finished_by_another_and_reported_onc
         while not (reports := ehr.search("DiagnosticReport", **{"based-on": done.order_ref})):
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             await asyncio.sleep(0.3)
-        assert len(reports) == 1 and len(reports[0]["result"]) == 12
+        assert len(reports) == 1 and len(reports[0]["result"]) == 13  # one Observation per check
     finally:
         second.send_signal(signal.SIGTERM)
         try:
