@@ -273,6 +273,12 @@ class ContentSettings(BaseModel):
         description="possible-wrong-patient check from the patient's priors (off: the dev data"
         " holds no priors to show that it works)",
     )
+    lookalike_margin: float = Field(
+        0.1,
+        ge=0,
+        description="UNCERTAIN when the patient's nearest prior is this much farther than"
+        " another patient's nearest image",
+    )
 
     @model_validator(mode="after")
     def _models(self) -> ContentSettings:

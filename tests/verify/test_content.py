@@ -78,3 +78,16 @@ def test_one_mismatching_image_fails_the_study_and_names_only_it() -> None:
 
 def test_without_an_agreed_label_the_check_does_not_apply() -> None:
     assert content_check(None, []).outcome is Outcome.NOT_APPLICABLE
+
+
+def test_a_patient_whose_priors_are_far_while_another_patient_is_near_is_uncertain() -> None:
+    from service.verify.imaging.content import PriorComparison, lookalike_check
+
+    near_other = PriorComparison("1.1", own=0.40, other=0.05, other_study_uid="2.25.9")
+    like_own = PriorComparison("1.2", own=0.05, other=0.30, other_study_uid="2.25.9")
+    odd = lookalike_check([near_other, like_own], margin=0.1)
+    assert odd.outcome is Outcome.UNCERTAIN and odd.instances == ("1.1",)
+    assert odd.code.value == "PATIENT_ID_MISMATCH" and not odd.failed
+    assert lookalike_check([like_own], margin=0.1).outcome is Outcome.PASSED
+    no_priors = PriorComparison("1.3", own=None, other=0.2, other_study_uid="2.25.9")
+    assert lookalike_check([no_priors], margin=0.1).outcome is Outcome.NOT_APPLICABLE

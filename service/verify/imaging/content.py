@@ -153,3 +153,36 @@ def _evidence(i: ImageContent) -> dict[str, object]:
             for r in i.references
         ],
     }
+
+
+@dataclass(frozen=True)
+class PriorComparison:
+    """One image against the patient's own earlier images and everyone else's."""
+
+    sop_uid: str
+    own: float | None  # distance to the nearest image of this patient's earlier studies
+    other: float | None  # distance to the nearest image of another patient
+    other_study_uid: str | None
+
+
+def lookalike_check(images: Sequence[PriorComparison], margin: float) -> CheckResult:
+    """Possible wrong patient: the patient's own priors are far while another patient's image
+    is nearer by more than `margin`. Never a failure: UNCERTAIN, a person decides."""
+    code = FindingCode.PATIENT_ID_MISMATCH
+    compared = [i for i in images if i.own is not None and i.other is not None]
+    if not compared:
+        summary = "The patient has no earlier embedded images to compare the pixels with."
+        return result(code, Outcome.NOT_APPLICABLE, summary, kind="prior_lookalike")
+    odd = [i for i in compared if (i.own or 0.0) - (i.other or 0.0) > margin]
+    shown = [
+        {"sop_uid": i.sop_uid, "own_prior": round(i.own or 0, 4),
+         "other_patient": round(i.other or 0, 4), "other_study_uid": i.other_study_uid}
+        for i in compared
+    ]  # fmt: skip
+    if odd:
+        summary = (f"Possible wrong patient: {len(odd)} of {len(compared)} images look more like "
+                   "another patient's images than this patient's earlier ones.")  # fmt: skip
+        return result(code, Outcome.UNCERTAIN, summary, instances=[i.sop_uid for i in odd],
+                      kind="prior_lookalike", images=shown)  # fmt: skip
+    summary = f"{len(compared)} images look like this patient's earlier images."
+    return result(code, Outcome.PASSED, summary, kind="prior_lookalike", images=shown)

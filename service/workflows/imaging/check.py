@@ -176,6 +176,7 @@ async def check_study(
         unreadable_check(pixels.failures, pixels.checked + len(pixels.failures)),
         duplicate_check(pixels.matches, pixels.checked),
         tier.content or _content_not_run(embedder, bool(pixels.canvases)),
+        *([tier.lookalike] if tier.lookalike else []),
     ]
     v = ImagingVerification(
         id=verification_id or str(uuid.uuid4()),

@@ -28,11 +28,13 @@ from service.verify.imaging.content import (
     ContentBands,
     ImageContent,
     Label,
+    PriorComparison,
     Reference,
     Verdict,
     content_check,
     declared_label,
     judge_image,
+    lookalike_check,
 )
 from service.verify.imaging.headers import InstanceHeader
 from service.verify.imaging.results import CheckResult, FindingCode, Outcome
@@ -56,6 +58,7 @@ class EmbeddingTier:
     """What the tier found: the content check, near-duplicates, history, and its cost."""
 
     content: CheckResult | None = None
+    lookalike: CheckResult | None = None
     matches: list[DuplicateMatch] = field(default_factory=list)
     history: list[tuple[ImageRecord, np.ndarray]] = field(default_factory=list)
     model_version: str | None = None
@@ -117,6 +120,8 @@ async def embedding_tier(
         tier.ran.append("content")
     if lookups and cfg.near_duplicate_distance > 0 and not duplicates_found:
         tier.ran.append("near_duplicate")
+    if lookups and cfg.lookalike:
+        tier.ran.append("prior_lookalike")
     if not canvases or (lookups and not tier.ran):
         return tier
     first = cfg.models[0]
@@ -128,6 +133,9 @@ async def embedding_tier(
     if "near_duplicate" in tier.ran:
         tier.matches = await _near_duplicates(cfg, connect, tier.model_version, canvases, vectors,
                                               patient_key)  # fmt: skip
+    if "prior_lookalike" in tier.ran:
+        tier.lookalike = await _lookalike(cfg, connect, tier.model_version, canvases, vectors,
+                                          patient_key)  # fmt: skip
     if "content" in tier.ran and label is not None:
         judged = await _content(cfg, embedder, connect, canvases, vectors, label, tier)
         tier.content = content_check(label, judged)
@@ -154,6 +162,30 @@ async def _near_duplicates(
                 for n in near
             ]
     return found
+
+
+async def _lookalike(
+    cfg: ContentSettings,
+    connect: Connect,
+    version: str,
+    canvases: Sequence[Canvas],
+    vectors: np.ndarray,
+    patient_key: str,
+) -> CheckResult:
+    compared: list[PriorComparison] = []
+    async with connect() as conn:
+        for c, v in zip(canvases, vectors, strict=True):
+            own = await image_vectors.nearest_same_patient(
+                conn, version, v, patient_key, exclude_study_uid=c.header.study_uid, k=1
+            )
+            other = await image_vectors.nearest_other_patients(
+                conn, version, v, patient_key, k=1, max_distance=2.0
+            )
+            compared.append(PriorComparison(
+                c.header.sop_uid, own[0].distance if own else None,
+                other[0].distance if other else None, other[0].study_uid if other else None,
+            ))  # fmt: skip
+    return lookalike_check(compared, cfg.lookalike_margin)
 
 
 async def _content(
