@@ -71,7 +71,9 @@ def exact_other_patients(data: np.ndarray, owner: np.ndarray, q: np.ndarray, pat
     return {int(i) + 1 for i in top}
 
 
-async def exact_sql_ms(conn: psycopg.AsyncConnection, queries: list[tuple[np.ndarray, int]]) -> float:
+async def exact_sql_ms(
+    conn: psycopg.AsyncConnection, queries: list[tuple[np.ndarray, int]]
+) -> float:
     """The same product query with index scans off (a sequential scan): p50 ms."""
     times = []
     for q, patient in queries:

@@ -38,7 +38,14 @@ def table(kind: str, rows: list[dict[str, Any]]) -> str:
     names = [" + ".join(r["cascade"]) for r in rows]
     first = max([len("cascade"), *map(len, names)])
     widths = [max(len(h), 6) for h, _ in columns]
-    lines = [" ".join([f"{'cascade':<{first}}", *(f"{h:>{w}}" for (h, _), w in zip(columns, widths, strict=True))])]
+    lines = [
+        " ".join(
+            [
+                f"{'cascade':<{first}}",
+                *(f"{h:>{w}}" for (h, _), w in zip(columns, widths, strict=True)),
+            ]
+        )
+    ]
     for name, row in zip(names, rows, strict=True):
         cells = (f"{_cell(row.get(k)):>{w}}" for (_, k), w in zip(columns, widths, strict=True))
         lines.append(" ".join([f"{name:<{first}}", *cells]))

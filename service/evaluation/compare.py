@@ -59,7 +59,11 @@ def apply_cascade(kind: Kind, settings: Settings, cascade: list[str]) -> Setting
     if len(heads) > 1 or not embedders:
         raise DatasetInvalid("a pill cascade is one or more embedders and at most one head")
     models = settings.models.model_copy(
-        update={"embedder": embedders[0], "cascade": embedders[1:], "head": heads[0] if heads else None}
+        update={
+            "embedder": embedders[0],
+            "cascade": embedders[1:],
+            "head": heads[0] if heads else None,
+        }
     )
     return settings.model_copy(update={"models": models})
 
@@ -137,13 +141,22 @@ def run_in_subprocess(
     kind: Kind, dataset: Path, cascade: list[str], *, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> dict[str, Any]:
     """`measure` in a fresh interpreter (same code, same environment); its JSON result."""
-    cmd = [sys.executable, "-m", "service.evaluation.compare", kind, str(dataset), ",".join(cascade)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "service.evaluation.compare",
+        kind,
+        str(dataset),
+        ",".join(cascade),
+    ]
     try:
         done = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout_s, env=dict(os.environ)
         )
     except subprocess.TimeoutExpired:
-        raise InternalError(f"the {kind} protocol of {cascade} took over {timeout_s:.0f} s") from None
+        raise InternalError(
+            f"the {kind} protocol of {cascade} took over {timeout_s:.0f} s"
+        ) from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = " ".join(done.stderr.strip().splitlines()[-1:])
