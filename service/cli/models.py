@@ -78,18 +78,22 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     models = sub.add_parser("models", help="compare models on a labelled dataset")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     cmp = models_sub.add_parser(
-        "compare", help="each model cascade over the evaluation protocol, side by side"
+        "compare", help="each model cascade over an evaluation protocol, side by side"
     )
-    cmp.add_argument("kind", choices=["pills", "studies"], help="which protocol")
-    cmp.add_argument("dataset", metavar="DATASET_DIR", help="a labelled dataset folder")
-    cmp.add_argument(
-        "--models", action="append", metavar="A,B",
-        help="a cascade of model card ids, first first (repeat for more cascades; pills: at"
-        " most one head among them); default: each configured model alone and the cascade",
-    )  # fmt: skip
-    cmp.add_argument(
-        "--timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
-        help="give up on one cascade's run after this many seconds",
-    )  # fmt: skip
-    cmp.add_argument("--json", action="store_true", help="print one JSON object")
-    cmp.set_defaults(handler=models_compare)
+    kinds = cmp.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind, what in (("pills", "labels.csv + product folders"),
+                       ("studies", "cases.csv, archive/, cases")):  # fmt: skip
+        one = kinds.add_parser(kind, help=f"the {kind} protocol of the dataset README, per cascade")
+        one.add_argument("dataset", metavar="DATASET_DIR", help=f"a {kind} dataset folder ({what})")
+        one.add_argument(
+            "--models", action="append", metavar="MODELS",
+            help="a cascade: model card ids separated by commas, first first (repeat for more"
+            " cascades; pills: at most one head among them); default: each configured model"
+            " alone and the configured cascade",
+        )  # fmt: skip
+        one.add_argument(
+            "--timeout-s", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+            help="give up on one cascade's run after this many seconds",
+        )  # fmt: skip
+        one.add_argument("--json", action="store_true", help="print one JSON object")
+        one.set_defaults(handler=models_compare)
