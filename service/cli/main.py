@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from service.cli import auth, db, demo, evaluate, imaging, library, outbox, pills, serve
+    from service.cli import models as models_cli
 
-    for group in (serve, db, demo, library, evaluate, pills, imaging, outbox, auth):
+    for group in (serve, db, demo, library, evaluate, pills, imaging, outbox, auth, models_cli):
         group.add_commands(sub)
     return parser
 
