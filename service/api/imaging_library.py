@@ -10,11 +10,15 @@ from pydantic import BaseModel
 
 from service.api.schemas import OFFSET_MAX, SafeText
 from service.auth.deps import CanManageLibrary, CanReadLibrary, GuardedRoute
-from service.deps import DbConn, Settings, connection
+from service.deps import Settings, connection
 from service.errors import DicomTooLarge, ModelNotLoaded, RequestInvalid, UnknownImagingReference
 from service.models.image_embedder import ImageEmbedder
-from service.store import image_references
-from service.workflows.imaging.library import enrol_references, reference_label, remove_references
+from service.workflows.imaging.library import (
+    enrol_references,
+    listing,
+    reference_label,
+    remove_references,
+)
 
 PREFIX = "/v1/imaging-references"
 router = APIRouter(prefix=PREFIX, tags=["imaging reference library"], route_class=GuardedRoute)
@@ -117,17 +121,18 @@ async def enrol(
 
 @router.get("", summary="Labelled reference images: counts per label and model version, a page")
 async def list_references(
+    request: Request,
     caller: CanReadLibrary,
-    conn: DbConn,
     source: Literal["reference", "archive"] | None = None,
     modality: Annotated[SafeText | None, Query(max_length=16)] = None,
     body_part: Annotated[SafeText | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=OFFSET_MAX)] = 0,
 ) -> ReferenceListOut:
-    filters = {"source": source, "modality": modality, "body_part": body_part}
-    counts = await image_references.label_counts(conn, **filters)
-    total, items = await image_references.list_images(conn, **filters, limit=limit, offset=offset)
+    counts, total, items = await listing(
+        lambda: connection(request), source=source, modality=modality and modality.upper(),
+        body_part=body_part and body_part.upper(), limit=limit, offset=offset,
+    )  # fmt: skip
     return ReferenceListOut(
         counts=[LabelCountOut(**vars(c)) for c in counts],
         total=total,

@@ -20,7 +20,7 @@ import numpy as np
 from service.config import Settings
 from service.errors import DicomInvalid, RequestInvalid
 from service.models.image_embedder import ImageEmbedder
-from service.store import image_vectors
+from service.store import fingerprints, image_references, image_vectors
 from service.store.image_vectors import ImageRecord
 from service.store.pool import Connect
 from service.verify.imaging.acquisition import NON_IMAGE
@@ -171,10 +171,35 @@ async def enrol_references(
     return done
 
 
-async def remove_references(connect: Connect, study_uid: str) -> int:
-    """Delete a reference study's images and embeddings; returns the images deleted."""
+async def remove_references(connect: Connect, study_uid: str, *, archive: bool = False) -> int:
+    """Delete a reference study's images and embeddings (`archive`: also the study's archive
+    history, images and fingerprints); returns the images deleted."""
+    async with connect() as conn, conn.transaction():
+        removed = await image_vectors.forget_study(conn, study_uid, source="reference")
+        if archive:
+            removed += await image_vectors.forget_study(conn, study_uid, source="archive")
+            await fingerprints.forget_study(conn, study_uid, source="archive")
+        return removed
+
+
+async def listing(
+    connect: Connect,
+    *,
+    source: str | None = None,
+    modality: str | None = None,
+    body_part: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[image_references.LabelCount], int, list[image_references.ReferenceImage]]:
+    """Counts per label and model version, and one page of the labelled images (reference
+    library and labelled archive history; `source` picks one)."""
+    filters = {"source": source, "modality": modality, "body_part": body_part}
     async with connect() as conn:
-        return await image_vectors.forget_study(conn, study_uid, source="reference")
+        counts = await image_references.label_counts(conn, **filters)
+        total, page = await image_references.list_images(
+            conn, **filters, limit=limit, offset=offset
+        )
+    return counts, total, page
 
 
 async def reembed(
