@@ -178,19 +178,30 @@ def add_commands(lib_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     enrol.add_argument("directory", metavar="DIR", nargs="?", help="a dataset with archive/")
     enrol.add_argument("--dicom", metavar="FOLDER", help="DICOM files (*.dcm) of one label")
-    enrol.add_argument("--modality", help="DICOM Modality the images show (CT, MR, CR...)")
-    enrol.add_argument("--body-part", help="BodyPartExamined defined term (CHEST, HEAD...)")
-    enrol.add_argument("--laterality", choices=["R", "L", "B", "U"])
-    enrol.add_argument("--view", help="view label, e.g. PA, lateral, axial")
+    enrol.add_argument(
+        "--modality", metavar="MODALITY", help="DICOM Modality the images show (CT, MR, CR...)"
+    )
+    enrol.add_argument(
+        "--body-part", metavar="TERM", help="BodyPartExamined defined term (CHEST, HEAD...)"
+    )
+    enrol.add_argument(
+        "--laterality", metavar="SIDE", choices=["R", "L", "B", "U"], help="R, L, B or U"
+    )
+    enrol.add_argument("--view", metavar="VIEW", help="view label, e.g. PA, lateral, axial")
     enrol.set_defaults(handler=studies_enrol)
     listed = sub.add_parser("list", help="counts per label and model version, newest images")
-    listed.add_argument("--source", choices=["reference", "archive"])
-    listed.add_argument("--limit", type=int, default=20)
+    listed.add_argument(
+        "--source", metavar="SOURCE", choices=["reference", "archive"],
+        help="reference or archive (default: both)",
+    )  # fmt: skip
+    listed.add_argument("--limit", metavar="N", type=int, default=20, help="newest images shown")
     listed.set_defaults(handler=studies_list)
     again = sub.add_parser("reembed", help="embed stored images under the current model versions")
-    again.add_argument("--model", help="one model of the registry (default: the configured ones)")
+    again.add_argument(
+        "--model", metavar="NAME", help="one model of the registry (default: the configured ones)"
+    )
     again.set_defaults(handler=studies_reembed)
     rm = sub.add_parser("remove", help="delete a reference study's images")
-    rm.add_argument("study_uid", metavar="STUDY_UID")
+    rm.add_argument("study_uid", metavar="STUDY_UID", help="the reference's Study Instance UID")
     rm.add_argument("--archive", action="store_true", help="also its archive history")
     rm.set_defaults(handler=studies_remove)
