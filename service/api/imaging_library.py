@@ -82,7 +82,7 @@ class ReferenceListOut(BaseModel):
 
 
 @router.post("", status_code=201, summary="Enrol labelled DICOM reference images")
-async def enrol(
+async def enrol_imaging_references(
     request: Request,
     caller: CanManageLibrary,
     settings: Settings,
@@ -120,7 +120,7 @@ async def enrol(
 
 
 @router.get("", summary="Labelled reference images: counts per label and model version, a page")
-async def list_references(
+async def list_imaging_references(
     request: Request,
     caller: CanReadLibrary,
     source: Literal["reference", "archive"] | None = None,
@@ -143,7 +143,9 @@ async def list_references(
 
 
 @router.delete("/{study_uid}", status_code=204, summary="Remove a reference study's images")
-async def remove(request: Request, study_uid: Uid, caller: CanManageLibrary) -> Response:
+async def remove_imaging_reference(
+    request: Request, study_uid: Uid, caller: CanManageLibrary
+) -> Response:
     if not await remove_references(lambda: connection(request), study_uid):
         raise UnknownImagingReference("the library holds no reference image of this study")
     return Response(status_code=204)
