@@ -39,8 +39,9 @@ CREATE TABLE image_embedding (
     model_version  text NOT NULL,
     patient_key    text NOT NULL,
     labelled       boolean NOT NULL,
+    reference      boolean NOT NULL DEFAULT false,
     embedding      vector NOT NULL,
     PRIMARY KEY (record_id, model_version)
 );
-COMMENT ON TABLE image_embedding IS 'Embedding of an image_record under one model version; patient_key and labelled are copied from the record so that filtered HNSW scans need no join.';
+COMMENT ON TABLE image_embedding IS 'Embedding of an image_record under one model version; patient_key, labelled and reference (source = reference) are copied from the record so that filtered HNSW scans need no join.';
 CREATE INDEX image_embedding_version_idx ON image_embedding (model_version);

@@ -287,6 +287,18 @@ class ContentSettings(BaseModel):
         return self
 
 
+class ImagingLibrarySettings(BaseModel):
+    """The imaging reference library: limits of an upload and of re-embedding."""
+
+    max_files: int = Field(
+        50, ge=1, le=1000, description="DICOM files in one POST /v1/imaging-references"
+    )
+    max_view_chars: int = Field(64, ge=1, le=200, description="length of a reference's view label")
+    reembed_batch: int = Field(
+        256, ge=1, le=10_000, description="stored canvases embedded per step of `reembed`"
+    )
+
+
 class ImagingSettings(BaseModel):
     """Imaging-study checks and their job queue."""
 
@@ -311,6 +323,7 @@ class ImagingSettings(BaseModel):
         48, ge=0, le=256, description="fingerprint Hamming distance that counts as the same image"
     )
     content: ContentSettings = Field(default_factory=ContentSettings)
+    library: ImagingLibrarySettings = Field(default_factory=ImagingLibrarySettings)
     worker_enabled: bool = Field(True, description="run imaging jobs inside `verity serve`")
     poll_interval_s: float = Field(1.0, gt=0)
     lease_s: float = Field(300.0, ge=5, description="a claimed job comes due again after this")

@@ -203,6 +203,12 @@ class ProductNotEnrolled(ClientError):
     code, status, title = "VERITY-4203", 422, "Product has no reference images"
 
 
+class UnknownImagingReference(ClientError):
+    """The imaging reference library holds no reference image of this study."""
+
+    code, status, title = "VERITY-4204", 404, "Unknown imaging reference"
+
+
 # --- 43xx FHIR references ---------------------------------------------------------------
 
 

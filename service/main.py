@@ -15,6 +15,7 @@ from service.api import (
     health,
     identify,
     imaging,
+    imaging_library,
     library,
     medication,
     openapi,
@@ -25,6 +26,7 @@ from service.auth.tokens import TokenValidator
 from service.config import Settings, load_settings
 from service.errors import VerityError
 from service.fhir.client import create_fhir_client
+from service.models.image_embedder import ImageEmbedder, load_image_embedder
 from service.rpc.server import start_grpc
 from service.store.database import Database
 from service.workflows.imaging.jobs import serve_jobs
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         try:
             await db.start(run_migrations=run_migrations)
             await _load_models(app, settings)
+            app.state.image_embedder = await _load_image_models(settings)
             if settings.fhir.base_url:
                 app.state.fhir = await create_fhir_client(settings.fhir)
                 if settings.outbox.relay_enabled:
@@ -58,7 +61,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                     ))  # fmt: skip
                 if settings.imaging.worker_enabled:
                     background.append(asyncio.create_task(
-                        serve_jobs(db.pool, settings, app.state.fhir, stop_relay)
+                        serve_jobs(db.pool, settings, app.state.fhir, stop_relay,
+                                   embedder=app.state.image_embedder)
                     ))  # fmt: skip
             if settings.grpc.port is not None:
                 app.state.grpc = await start_grpc(app.state, settings)
@@ -88,6 +92,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.model_status = None
     app.state.pills = None
+    app.state.image_embedder = None  # the imaging reference library's models (lifespan)
     app.state.fhir = None
     app.state.grpc = None
     problems.install(app)
@@ -98,6 +103,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(library.router)
     app.include_router(medication.router)
     app.include_router(imaging.router)
+    app.include_router(imaging_library.router)
     openapi.install(app)
     return app
 
@@ -116,3 +122,12 @@ async def _load_models(app: FastAPI, settings: Settings) -> None:
         return
     app.state.pills = service
     app.state.model_status = service.engine.registry.status
+
+
+async def _load_image_models(settings: Settings) -> ImageEmbedder | None:
+    """The imaging models, once; a failure leaves the imaging library unavailable (503)."""
+    try:
+        return await asyncio.to_thread(load_image_embedder, settings)
+    except (VerityError, OSError, ValueError) as exc:
+        log.error("imaging models failed to load", extra={"error": str(exc)})
+        return None

@@ -37,6 +37,8 @@ from service.auth.scopes import VERITY_SCOPES
 from service.errors import (
     AuthNotConfigured,
     DatabaseUnavailable,
+    DicomInvalid,
+    DicomTooLarge,
     FhirAuthFailed,
     FhirForbidden,
     FhirNotConfigured,
@@ -59,6 +61,7 @@ from service.errors import (
     RequestInvalid,
     TooManyPills,
     Unauthenticated,
+    UnknownImagingReference,
     UnknownProduct,
     UnknownVerification,
     UnsupportedMediaType,
@@ -90,6 +93,9 @@ ROUTE_ERRORS: dict[str, Errors] = {
     "delete_image": (UnknownProduct,),
     "get_verification": (UnknownVerification,),
     "get_imaging_verification": (UnknownVerification,),
+    "enrol_imaging_references": (DicomInvalid, DicomTooLarge, ModelNotLoaded, DatabaseUnavailable),
+    "list_imaging_references": (DatabaseUnavailable,),
+    "remove_imaging_reference": (UnknownImagingReference, DatabaseUnavailable),
     "create_imaging_verification": (
         IdempotencyConflict,
         FhirReferenceInvalid,

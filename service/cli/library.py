@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from service.cli import library_studies
 from service.config import Settings
 from service.evaluation.pills import read_dataset
 from service.store.database import Database
@@ -68,3 +69,4 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     lib_sub.add_parser(
         "reembed", help="embed every reference image with the current model version"
     ).set_defaults(handler=library_reembed)
+    library_studies.add_commands(lib_sub)

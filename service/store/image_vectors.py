@@ -120,8 +120,9 @@ async def add_embeddings(
     async with conn.cursor() as cur:
         await cur.executemany(
             """INSERT INTO image_embedding (record_id, model_version, patient_key, labelled,
-                 embedding)
-               SELECT id, %s, patient_key, labelled, %s FROM image_record WHERE id = %s
+                 reference, embedding)
+               SELECT id, %s, patient_key, labelled, source = 'reference', %s
+                 FROM image_record WHERE id = %s
                ON CONFLICT (record_id, model_version) DO UPDATE
                  SET embedding = EXCLUDED.embedding, labelled = EXCLUDED.labelled""",
             [
@@ -208,8 +209,9 @@ async def nearest_other_patients(
     k: int,
     max_distance: float,
 ) -> list[ImageNeighbour]:
-    """Up to k images of other patients within `max_distance` (near-duplicates), nearest first."""
-    where = sql.SQL("patient_key <> %(patient)s")
+    """Up to k images of other patients within `max_distance` (near-duplicates), nearest first.
+    Library references are not patients' images and are left out."""
+    where = sql.SQL("patient_key <> %(patient)s AND NOT reference")
     return await _nearest(
         conn, model_version, query, where, {"patient": patient_key}, k=k, max_distance=max_distance
     )

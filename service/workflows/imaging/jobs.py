@@ -200,12 +200,19 @@ def _counts(counts: StudyCounts) -> dict[str, Any]:
 
 
 async def serve_jobs(
-    pool: AsyncConnectionPool, settings: Settings, fhir: FhirClient, stop: asyncio.Event
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    fhir: FhirClient,
+    stop: asyncio.Event,
+    *,
+    embedder: ImageEmbedder | None = None,
 ) -> None:
-    """Run imaging jobs until `stop` (inside `verity serve`, or `verity worker`)."""
+    """Run imaging jobs until `stop` (inside `verity serve`, or `verity worker`); the imaging
+    models are the app's when it has loaded them, else loaded here."""
     smart = fhir.auth if settings.pacs.auth == "smart" else None
     pacs = PacsSources(settings.pacs, smart_auth=smart)
-    embedder = await asyncio.to_thread(load_image_embedder, settings)
+    if embedder is None:
+        embedder = await asyncio.to_thread(load_image_embedder, settings)
     imaging = Imaging(settings, fhir, pacs, pool.connection, embedder)
     log.info("imaging worker started")
     try:
