@@ -1,0 +1,53 @@
+"""Every resource Verity can write passes two independent engines (Medplum, FHIR.js) against R4,
+the AI Transparency IG's profiles and Verity's package: 0 errors, only the listed warnings."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.fhir_conformance.engines import problems
+from tests.fhir_conformance.writes import imaging_cases, pill_cases, ungated
+
+
+def all_cases(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[dict[str, Any]]]]:
+    ungated(monkeypatch)
+    return [*pill_cases(), *imaging_cases()]
+
+
+def test_every_write_back_conforms(monkeypatch, tmp_path):
+    cases = all_cases(monkeypatch)
+    kinds = {r["resourceType"] for _, rs in cases for r in rs}
+    assert {"Device", "DetectedIssue", "Provenance", "DiagnosticReport", "Observation"} <= kinds
+    flat = [(name, r) for name, rs in cases for r in rs]
+    found = problems([r for _, r in flat], tmp_path)
+    distinct = sorted(set(found))
+    assert not distinct, f"{len(found)} problems in {len(flat)} resources:\n" + "\n".join(distinct)
+
+
+def _first(cases: list[tuple[str, list[dict[str, Any]]]], rtype: str) -> dict[str, Any]:
+    return copy.deepcopy(next(r for _, rs in cases for r in rs if r["resourceType"] == rtype))
+
+
+def test_device_type_with_a_display_fails(monkeypatch, tmp_path):
+    device = _first(all_cases(monkeypatch), "Device")
+    device["type"] = {
+        "coding": [
+            {
+                "system": "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS",
+                "code": "Artificial-Intelligence",
+                "display": "Artificial Intelligence",
+            }
+        ]
+    }
+    found = problems([device], tmp_path)
+    assert any("Device.type" in p and " error " in p for p in found), found
+
+
+def test_provenance_without_the_model_card_entity_fails(monkeypatch, tmp_path):
+    prov = _first(all_cases(monkeypatch), "Provenance")
+    prov["entity"] = [e for e in prov["entity"] if e["what"].get("type") != "DocumentReference"]
+    found = problems([prov], tmp_path)
+    assert any("verity-prov-1" in p or "model" in p.lower() for p in found), found

