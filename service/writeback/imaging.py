@@ -39,9 +39,11 @@ from service.writeback.imaging_checks import (
 from service.writeback.imaging_issues import (
     CHECK_INCOMPLETE,
     CHECK_NAMES,
+    DEVICE_KINDS,
     DEVICE_PURPOSE,
     DISCLAIMER,
     ISSUES,
+    MODEL_NOTES,
     NO_FINDING,
     OUTCOMES,
     REPORT_CODE,
@@ -57,7 +59,7 @@ MAX_INSTANCE_HASHES = 20
 
 def imaging_device(v: ImagingVerification) -> AiDevice:
     """The AI Device of an imaging verification: its models, in the imaging domain's words."""
-    return AiDevice(tuple(v.models), DEVICE_PURPOSE)
+    return AiDevice(tuple(v.models), DEVICE_PURPOSE, DEVICE_KINDS, MODEL_NOTES)
 
 
 def conclusion_kinds(v: ImagingVerification) -> list[IssueKind]:
@@ -179,6 +181,7 @@ def activity(v: ImagingVerification) -> Activity:
         + (f", the order {v.order_ref}" if v.order_ref else "")
         + f" and {len(hashes)} checked instance(s).",
         disclaimer=DISCLAIMER,
+        patient=v.patient_ref,
     )
 
 
