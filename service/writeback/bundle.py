@@ -35,7 +35,7 @@ from service.errors import InternalError
 from service.writeback import codes
 from service.writeback.datatypes import instant, meta, narrative, ref, token_query, urn
 from service.writeback.device import AiDevice, organization
-from service.writeback.modelcards import model_card_reference
+from service.writeback.modelcards import model_card_id, model_card_reference
 from service.writeback.validate import ProfileNotFound, element_of, registry_for, validate
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def transaction(
             _entry(
                 str(model_card_reference(settings, m)["reference"]),
                 card,
-                token_query("identifier", settings.model_card_identifier_system, m.version),
+                token_query("identifier", settings.model_card_identifier_system, model_card_id(m)),
             )
             for m, card in zip(device.models, cards, strict=True)
         ),

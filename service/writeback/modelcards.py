@@ -20,12 +20,18 @@ from service.verify.common import ModelInfo
 from service.writeback import codes
 from service.writeback.datatypes import narrative, ref, urn
 
-__all__ = ["card_markdown", "model_card", "model_card_reference", "model_card_url"]
+__all__ = ["card_markdown", "model_card", "model_card_id", "model_card_reference", "model_card_url"]
+
+
+def model_card_id(model: ModelInfo) -> str:
+    """The card's identifier value: the model version, which names its model (`<model>@<sha256
+    prefix>` for Verity's cards); a bare version (e.g. `0.4.0`) is prefixed with the model name."""
+    return model.version if "@" in model.version else f"{model.name}@{model.version}"
 
 
 def model_card_url(settings: WritebackSettings, model: ModelInfo) -> str:
     """The card's fullUrl in a transaction Bundle: the same for a model version everywhere."""
-    return urn(settings.model_card_identifier_system, model.version)
+    return urn(settings.model_card_identifier_system, model_card_id(model))
 
 
 def model_card_reference(settings: WritebackSettings, model: ModelInfo) -> dict[str, str]:
