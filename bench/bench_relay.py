@@ -65,9 +65,10 @@ async def main(rows: int, relay_counts: list[int]) -> None:
         await pool.open(wait=True)
         settings = fhir.settings_for(
             "verity-rs384",
-            scopes="system/Device.crs system/DetectedIssue.crs system/Provenance.crs",
+            scopes="system/Device.crs system/DetectedIssue.crs system/Provenance.crs "
+            "system/DocumentReference.crs",
         )
-        print(f"relay throughput: {rows} rows per run, 1 row = Device + DetectedIssue + Provenance")
+        print(f"relay throughput: {rows} rows per run, 1 row = 2 model cards + Device + DetectedIssue + Provenance")
         for n in relay_counts:
             fhir.restart()  # empty server: same starting point for every run
             await enqueue_issues(pool, f"Patient/{uuid.uuid4()}", rows, SYSTEM)

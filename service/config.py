@@ -91,7 +91,7 @@ class FhirSettings(BaseModel):
         "system/ImagingStudy.rs system/ServiceRequest.rs system/Endpoint.rs "
         "system/DetectedIssue.crs "
         "system/DiagnosticReport.crs system/Observation.crs system/Provenance.crs "
-        "system/Device.crs"
+        "system/Device.crs system/DocumentReference.crs"
     )
     timeout_s: float = Field(15.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)

@@ -119,15 +119,14 @@ def transaction(
     if not entries:
         raise ValueError("a write-back transaction needs at least one resource")
     main = entries[0]
-    cards = device.model_cards(settings)
+    cards = [
+        Entry.of(card, settings.model_card_identifier_system, model_card_id(m))
+        for m, card in zip(device.models, device.model_cards(settings), strict=True)
+    ]
     bundle_entries = [
         *(
-            _entry(
-                str(model_card_reference(settings, m)["reference"]),
-                card,
-                token_query("identifier", settings.model_card_identifier_system, model_card_id(m)),
-            )
-            for m, card in zip(device.models, cards, strict=True)
+            _entry(c.full_url, c.resource, token_query("identifier", c.system, c.value))
+            for c in cards
         ),
         _entry(
             device.full_url(settings),

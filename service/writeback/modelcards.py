@@ -70,7 +70,9 @@ def model_card(
         # Not AI-asserted: the card is what Verity's makers wrote about the model.
         "meta": {"profile": [codes.PROFILE_MODEL_CARD, codes.PROFILE_IG_AI_MODEL_CARD]},
         "text": narrative(f"{title} (Verity {software}). The card is the attached Markdown."),
-        "identifier": [{"system": settings.model_card_identifier_system, "value": model.version}],
+        "identifier": [
+            {"system": settings.model_card_identifier_system, "value": model_card_id(model)}
+        ],
         "status": "current",
         "type": {"coding": [dict(codes.AI_MODEL_CARD_TYPE)]},
         "category": [{"coding": [dict(codes.AI_MODEL_CARD_MARKDOWN)]}],
