@@ -106,7 +106,7 @@ def test_a_domain_passes_its_resources_and_gets_the_whole_transaction():
         card["request"]["ifNoneExist"] == f"identifier={BASE}/sid/model-card|study-checker%402.0.0"
     )
     assert card["resource"]["identifier"] == [
-        {"system": f"{BASE}/sid/model-card", "value": "2.0.0"}
+        {"system": f"{BASE}/sid/model-card", "value": "study-checker@2.0.0"}
     ]
     assert dev["fullUrl"] == DEVICE.full_url(SETTINGS)
     assert dev["resource"]["owner"]["reference"] == "Organization/hosp-1"
