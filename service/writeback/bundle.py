@@ -84,7 +84,6 @@ class Entry:
 class Activity:
     """What the Provenance says about one run of a domain, in the domain's words."""
 
-    key: str  # the run's stable id (e.g. the verification id)
     occurred: datetime
     sources: Sequence[Mapping[str, Any]]  # Provenance.entity items (the order, input hashes)
     summary: str  # first narrative sentence, e.g. "Finding of verification ... from ..."

@@ -174,7 +174,6 @@ def activity(v: ImagingVerification) -> Activity:
     for i, h in enumerate(hashes[:MAX_INSTANCE_HASHES]):
         sources.append(_hash_entity(h, f"instance {i + 1} of {len(hashes)}, SHA-256 {h}"))
     return Activity(
-        key=v.id,
         occurred=v.created_at,
         sources=sources,
         summary=f"Report of imaging verification {v.id} from the study {v.study_ref}"

@@ -92,7 +92,6 @@ def activity(v: PillVerification) -> Activity:
             }
         )
     return Activity(
-        key=v.id,
         occurred=v.created_at,
         sources=sources,
         summary=f"Finding of verification {v.id} from the order {v.order_ref} and "

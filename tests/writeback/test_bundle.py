@@ -81,11 +81,11 @@ def imaging_resources() -> tuple[Entry, Entry]:
 
 
 def activity() -> Activity:
-    # The Provenance's order slice: the record checked (a MedicationRequest or an ImagingStudy);
+    # The Provenance's source entity: the record checked (a MedicationRequest or an ImagingStudy);
     # everything else here is domain-free.
     order = {"reference": "MedicationRequest/mr-1", "type": "MedicationRequest"}
     return Activity(
-        "run-1", WHEN, [{"role": "source", "what": order}], "Run 1.", DISCLAIMER, "Patient/pat-1"
+        WHEN, [{"role": "source", "what": order}], "Run 1.", DISCLAIMER, "Patient/pat-1"
     )
 
 
