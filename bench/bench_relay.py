@@ -1,8 +1,9 @@
 """Outbox relay throughput to the real test FHIR server, with 1 and 4 relays in the same run.
 
 Each outbox row is the transaction Bundle production queues (tests/writeback/sample.py: AI
-Device + DetectedIssue + Provenance, all conditional creates; the Device is created once and
-matched after that), so resources/s = 3 x rows/s. Needs `bash tests/servers/install.sh` first.
+model cards + Device + DetectedIssue + Provenance, all conditional creates; the cards and the
+Device are created once and matched after that), so resources/s = 5 x rows/s. Needs
+`bash tests/servers/install.sh` first.
 The FHIR server is restarted empty before each run: its in-memory engine (Medplum
 MemoryRepository) matches searches by scanning every stored resource, so each conditional
 create gets slower as the server fills up; runs are only comparable at the same row count.
@@ -65,9 +66,13 @@ async def main(rows: int, relay_counts: list[int]) -> None:
         await pool.open(wait=True)
         settings = fhir.settings_for(
             "verity-rs384",
-            scopes="system/Device.crs system/DetectedIssue.crs system/Provenance.crs",
+            scopes="system/Device.crs system/DetectedIssue.crs system/Provenance.crs "
+            "system/DocumentReference.crs",
         )
-        print(f"relay throughput: {rows} rows per run, 1 row = Device + DetectedIssue + Provenance")
+        print(
+            f"relay throughput: {rows} rows per run, "
+            "1 row = 2 model cards + Device + DetectedIssue + Provenance"
+        )
         for n in relay_counts:
             fhir.restart()  # empty server: same starting point for every run
             await enqueue_issues(pool, f"Patient/{uuid.uuid4()}", rows, SYSTEM)

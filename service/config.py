@@ -91,7 +91,7 @@ class FhirSettings(BaseModel):
         "system/ImagingStudy.rs system/ServiceRequest.rs system/Endpoint.rs "
         "system/DetectedIssue.crs "
         "system/DiagnosticReport.crs system/Observation.crs system/Provenance.crs "
-        "system/Device.crs"
+        "system/Device.crs system/DocumentReference.crs"
     )
     timeout_s: float = Field(15.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
@@ -377,6 +377,17 @@ _ORGANIZATION_REF = re.compile(r"(?:https?://[^\s|?#]+/)?Organization/[A-Za-z0-9
 _SYSTEM_URI = re.compile(r"(?:urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:|https?://)[^\s|]+")
 
 
+# Verity's canonical base by default: `.example` is reserved (RFC 2606), so a deployment that
+# publishes its own package sets VERITY_WRITEBACK__CANONICAL_BASE (docs/fhir.md).
+DEFAULT_CANONICAL_BASE = "https://fhir.hospital.example/verity"
+_CANONICAL_BASE = re.compile(r"https://[^\s|?#]+[^\s|?#/]")
+# Writeback identifier systems -> the name each defaults to under {canonical_base}/sid/.
+_IDENTIFIER_SYSTEMS = {
+    "identifier_system": "verification",
+    "device_identifier_system": "device",
+    "model_card_identifier_system": "model-card",
+}
+
 # Medplum refuses a transaction of conditional creates with more than 8 entries: the smallest
 # cap we know of, so the default that works everywhere.
 DEFAULT_MAX_TRANSACTION_ENTRIES = 8
@@ -395,9 +406,15 @@ class WritebackSettings(BaseModel):
         " Provenance's onBehalfOf and custodian; unset = not written",
     )
     organization_display: str | None = Field(None, min_length=1, max_length=200)
-    identifier_system: str = "urn:verity:verification"
-    device_identifier_system: str = "urn:verity:device"
-    provenance_tag_system: str = "urn:verity:provenance"
+    canonical_base: str = Field(
+        DEFAULT_CANONICAL_BASE,
+        description="https base of Verity's profiles, code systems and identifier systems, under"
+        " the hospital's domain; the FHIR package must be built with the same base",
+    )
+    # Unset identifier systems default under canonical_base: {canonical_base}/sid/<name>.
+    identifier_system: str = ""
+    device_identifier_system: str = ""
+    model_card_identifier_system: str = ""
     device_name: str = Field("Verity", min_length=1, max_length=100)
     device_id: str = Field("verity", pattern=r"^[A-Za-z0-9\-.]{1,32}$")
     manufacturer: str | None = Field(None, min_length=1, max_length=200)
@@ -415,10 +432,19 @@ class WritebackSettings(BaseModel):
             raise ValueError("must be a reference to an Organization, e.g. Organization/123")
         return value
 
-    @field_validator("identifier_system", "device_identifier_system", "provenance_tag_system")
+    @field_validator("canonical_base")
+    @classmethod
+    def _canonical_base(cls, value: str) -> str:
+        if not _CANONICAL_BASE.fullmatch(value):
+            raise ValueError("must be an https URL without query, fragment or trailing '/'")
+        return value
+
+    @field_validator(
+        "identifier_system", "device_identifier_system", "model_card_identifier_system"
+    )
     @classmethod
     def _system_uri(cls, value: str) -> str:
-        if not _SYSTEM_URI.fullmatch(value):
+        if value and not _SYSTEM_URI.fullmatch(value):
             raise ValueError("must be an absolute URI (urn:... or http(s)://...) without '|'")
         return value
 
@@ -426,9 +452,12 @@ class WritebackSettings(BaseModel):
     def _consistent(self) -> WritebackSettings:
         if self.organization_display and not self.organization:
             raise ValueError("writeback.organization_display needs writeback.organization")
-        systems = {self.identifier_system, self.device_identifier_system}
-        if len(systems | {self.provenance_tag_system}) != 3:
-            raise ValueError("writeback identifier, device and provenance systems must differ")
+        for name, default in _IDENTIFIER_SYSTEMS.items():
+            if not getattr(self, name):
+                setattr(self, name, f"{self.canonical_base}/sid/{default}")
+        systems = {getattr(self, name) for name in _IDENTIFIER_SYSTEMS}
+        if len(systems) != len(_IDENTIFIER_SYSTEMS):
+            raise ValueError("writeback identifier, device and model-card systems must differ")
         return self
 
 

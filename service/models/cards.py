@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,18 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def card_of_version(version: str, model_dir: Path | None = None) -> tuple[ModelCard, str] | None:
+    """The card of one model version and its Markdown (the `.card.md` beside the JSON, else the
+    JSON itself as a code block), for the model card Verity writes to the EHR; None if no card."""
+    folder = model_dir or BUNDLED_DIR
+    for path in sorted(folder.glob("*.card.json")):
+        card = load_card(path)
+        if card.version != version:
+            continue
+        md = path.with_name(path.name.removesuffix(".json") + ".md")
+        text = md.read_text() if md.is_file() else f"```json\n{path.read_text()}```\n"
+        return card, text
+    return None

@@ -1,16 +1,22 @@
 """The one write-back builder: a domain's resources -> one idempotent, validated transaction.
 
-A domain (pills today, imaging next) builds its own resources, each with a stable business
-identifier, and passes them with its AI Device and an `Activity` to `transaction`, which adds
+A domain (pills, imaging) builds its own resources, each with a stable business identifier,
+and passes them with its AI Device and an `Activity` to `transaction`, which adds
 
-- the AI Device, a conditional create on its identifier (one per Verity version + model set);
+- one AI-ModelCard DocumentReference per model version, a conditional create on its identifier
+  (the model version), so each card is written once whatever the number of verifications;
+- the AI Device (AI-Device), a conditional create on its identifier (one per Verity version +
+  model set), pointing at its model cards;
 - every domain resource, a conditional create on its identifier;
-- one Provenance targeting all of them, the AI Device as author (for the organisation, when
-  configured), a conditional create on its tag (R4 Provenance has no identifier);
+- one Provenance (AI-Provenance) targeting all of them and the patient, the AI Device as author
+  (for the organisation, when configured), the model cards as `derivation` entities and the
+  domain's inputs as `source` entities; a conditional create on `target=` its first resource
+  (R4 Provenance has no identifier; see docs/fhir.md for why not a tag or a client id);
 
 links them by `urn:uuid:` fullUrls derived from those identifiers (a retry sends the identical
-Bundle and the server matches what it created before), and checks every resource against its
-profile in `fhir_profiles/` before anything can be queued.
+Bundle and the server matches what it created before), rebases Verity's canonical URLs to the
+configured `canonical_base`, and checks every resource against its profiles (Verity's in
+`fhir_profiles/` and the IG's) before anything can be queued.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from service.errors import InternalError
 from service.writeback import codes
 from service.writeback.datatypes import instant, meta, narrative, ref, token_query, urn
 from service.writeback.device import AiDevice, organization
-from service.writeback.validate import ProfileNotFound, element_of, validate
+from service.writeback.modelcards import model_card_id, model_card_reference
+from service.writeback.validate import ProfileNotFound, element_of, registry_for, validate
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +84,13 @@ class Entry:
 class Activity:
     """What the Provenance says about one run of a domain, in the domain's words."""
 
-    key: str  # the run's stable id (e.g. the verification id): the Provenance's tag
     occurred: datetime
     sources: Sequence[Mapping[str, Any]]  # Provenance.entity items (the order, input hashes)
     summary: str  # first narrative sentence, e.g. "Finding of verification ... from ..."
     disclaimer: str
+    # The patient the resources are about: also a Provenance target, so that R4 puts the
+    # Provenance in the Patient compartment (`Provenance?patient=`, patient-scoped apps).
+    patient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,18 @@ def transaction(
     """Device + the domain's resources + their Provenance as one validated transaction."""
     if not entries:
         raise ValueError("a write-back transaction needs at least one resource")
-    dev_url = device.full_url(settings)
-    prov_url = urn(settings.provenance_tag_system, activity.key)
+    main = entries[0]
+    cards = [
+        Entry.of(card, settings.model_card_identifier_system, model_card_id(m))
+        for m, card in zip(device.models, device.model_cards(settings), strict=True)
+    ]
     bundle_entries = [
+        *(
+            _entry(c.full_url, c.resource, token_query("identifier", c.system, c.value))
+            for c in cards
+        ),
         _entry(
-            dev_url,
+            device.full_url(settings),
             _json(device.resource(settings)),
             token_query(
                 "identifier", settings.device_identifier_system, device.identifier(settings)
@@ -123,15 +139,43 @@ def transaction(
             for e in entries
         ),
         _entry(
-            prov_url,
+            provenance_url(main),
             _json(provenance(device, entries, activity, settings)),
-            token_query("_tag", settings.provenance_tag_system, activity.key),
+            # The one Provenance of a run targets its first resource, itself created once under
+            # its identifier; the server resolves the urn:uuid (R4 transaction rules), and the
+            # relay rewrites it to `Type/id` when the Bundle goes in parts.
+            f"target={main.full_url}",
         ),
     ]
-    refuse_invalid(bundle_entries)
-    main = entries[0]
+    bundle_entries = rebase(bundle_entries, codes.CANONICAL_BASE, settings.canonical_base)
+    refuse_invalid(bundle_entries, settings.canonical_base)
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": bundle_entries}
     return OutboxWrite(bundle, main.resource_type, main.system, main.value)
+
+
+def provenance_url(main: Entry) -> str:
+    """The Provenance's fullUrl: derived from its first target's, so the same on every retry."""
+    return entry_url(main.system, f"{main.value}#provenance")
+
+
+_CONFORMANCE = ("StructureDefinition", "CodeSystem", "ValueSet")
+
+
+def rebase(node: Any, old: str, new: str) -> Any:
+    """`node` with every canonical URL of a profile, code system or value set under `old`
+    moved under `new` (identifier systems come from settings and are left alone)."""
+    if old == new:
+        return node
+    if isinstance(node, str):
+        for kind in _CONFORMANCE:
+            if node.startswith(f"{old}/{kind}/"):
+                return f"{new}{node[len(old) :]}"
+        return node
+    if isinstance(node, list):
+        return [rebase(v, old, new) for v in node]
+    if isinstance(node, dict):
+        return {k: rebase(v, old, new) for k, v in node.items()}
+    return node
 
 
 def provenance(
@@ -143,6 +187,7 @@ def provenance(
     """Who (the AI Device, for the organisation) made these resources, when, and from what."""
     ai_agent: dict[str, Any] = {
         "type": {"coding": [_participant("author", "Author")]},
+        # Fixed exactly by AI-Provenance (slice AIagent): {system, code}, nothing more.
         "role": [{"coding": [dict(codes.AI_DEVICE_TYPE)]}],
         "who": device.reference(settings),
     }
@@ -159,10 +204,14 @@ def provenance(
                 {"url": codes.AI_CONFIDENCE_EXTENSION, "valueDecimal": t.confidence}
             ]
         target_refs.append(target)
+    if activity.patient:
+        target_refs.append(ref(activity.patient, "the patient", "Patient"))
     models = ", ".join(f"{m.name} {m.version}" for m in device.models) or "no model recorded"
     prov_meta = meta(codes.PROFILE_PROVENANCE)
-    # R4 Provenance has no identifier: this tag is what a retried create is matched on.
-    prov_meta["tag"] = [{"system": settings.provenance_tag_system, "code": activity.key}]
+    prov_meta["profile"].append(codes.PROFILE_IG_AI_PROVENANCE)
+    cards = [
+        {"role": "derivation", "what": model_card_reference(settings, m)} for m in device.models
+    ]
     return Provenance(
         meta=prov_meta,
         text=narrative(
@@ -178,19 +227,21 @@ def provenance(
             "coding": [{"system": codes.V3_DATA_OPERATION, "code": "CREATE", "display": "create"}]
         },
         agent=agents,
-        entity=[dict(s) for s in activity.sources],
+        entity=[*cards, *(dict(s) for s in activity.sources)],
     )
 
 
-def refuse_invalid(bundle_entries: Sequence[Resource]) -> None:
-    """Raise InternalError (Verity's own bug) if any resource breaks its profile; logs element
-    paths only, never values (they may hold patient data)."""
+def refuse_invalid(bundle_entries: Sequence[Resource], base: str = codes.CANONICAL_BASE) -> None:
+    """Raise InternalError (Verity's own bug) if any resource breaks one of its profiles; logs
+    element paths only, never values (they may hold patient data)."""
     types = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle_entries}
+    registry = registry_for(base)
     for e in bundle_entries:
         resource = e["resource"]
         rtype = resource["resourceType"]
         try:
-            where = sorted({element_of(p) for p in validate(resource, fullurl_types=types)})
+            problems = validate(resource, registry=registry, fullurl_types=types)
+            where = sorted({element_of(p) for p in problems})
         except ProfileNotFound:
             where = ["meta.profile"]
         if where:

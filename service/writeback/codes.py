@@ -11,16 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-# Verity's canonical base. `.example` is reserved (RFC 2606) so it can never collide with a
-# real site; a deployment that publishes these definitions replaces it here and in
-# fhir_profiles/ together (see docs/fhir.md).
-CANONICAL_BASE: Final = "https://verity.example/fhir"
+from service.config import DEFAULT_CANONICAL_BASE
+
+# Verity's canonical base as built into its code (the default of
+# VERITY_WRITEBACK__CANONICAL_BASE); `bundle.transaction` rebases what it writes to the configured
+# base, and fhir_profiles/ is built with the same one (see docs/fhir.md).
+CANONICAL_BASE: Final = DEFAULT_CANONICAL_BASE
 FINDING_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/verification-finding"
 FINDING_VALUESET: Final = f"{CANONICAL_BASE}/ValueSet/verification-finding"
 DETECTED_ISSUE_CODE_VALUESET: Final = f"{CANONICAL_BASE}/ValueSet/detectedissue-code"
 PROFILE_DETECTED_ISSUE: Final = f"{CANONICAL_BASE}/StructureDefinition/verity-detectedissue"
 PROFILE_PROVENANCE: Final = f"{CANONICAL_BASE}/StructureDefinition/verity-provenance"
 PROFILE_DEVICE: Final = f"{CANONICAL_BASE}/StructureDefinition/verity-ai-device"
+PROFILE_MODEL_CARD: Final = f"{CANONICAL_BASE}/StructureDefinition/verity-model-card"
 
 # HL7 terminology (THO).
 V3_ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -31,13 +34,21 @@ PROVENANCE_PARTICIPANT_TYPE: Final = (
 )
 URI_IDENTIFIER_SYSTEM: Final = "urn:ietf:rfc:3986"
 
-# HL7 AI Transparency on FHIR IG (hl7.fhir.uv.aitransparency).
-AI_DEVICE_TYPE_SYSTEM: Final = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS"
-AI_KIND_EXTENSION: Final = (
-    "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/aitransparency.AIKind"
-)
-AI_CONFIDENCE_EXTENSION: Final = (
-    "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/AIconfidence"
+# HL7 AI Transparency on FHIR IG (hl7.fhir.uv.aitransparency), pinned: sushi-config.yaml of
+# github.com/HL7/aitransparency-ig at commit 805d2a78ab41 (2026-08-06), version 1.0.0-current
+# (the build after the 1.0.0-ballot publication). Canonicals are the IG's: `Id:` of each FSH item.
+AI_TRANSPARENCY_IG_VERSION: Final = "1.0.0-current"
+AI_TRANSPARENCY_IG_COMMIT: Final = "805d2a78ab410e1afdc0fde85370510abefe58d1"
+AI_TRANSPARENCY_IG: Final = "http://hl7.org/fhir/uv/aitransparency"
+PROFILE_IG_AI_DEVICE: Final = f"{AI_TRANSPARENCY_IG}/StructureDefinition/AI-Device"
+PROFILE_IG_AI_PROVENANCE: Final = f"{AI_TRANSPARENCY_IG}/StructureDefinition/AI-Provenance"
+PROFILE_IG_AI_MODEL_CARD: Final = f"{AI_TRANSPARENCY_IG}/StructureDefinition/AI-ModelCard"
+AI_DEVICE_TYPE_SYSTEM: Final = f"{AI_TRANSPARENCY_IG}/CodeSystem/AIdeviceTypeCS"
+AI_INPUTS_SYSTEM: Final = f"{AI_TRANSPARENCY_IG}/CodeSystem/AIinputsCS"
+AI_KIND_EXTENSION: Final = f"{AI_TRANSPARENCY_IG}/StructureDefinition/aitransparency.AIKind"
+AI_CONFIDENCE_EXTENSION: Final = f"{AI_TRANSPARENCY_IG}/StructureDefinition/AIconfidence"
+MODEL_CARD_EXTENSION: Final = (
+    f"{AI_TRANSPARENCY_IG}/StructureDefinition/aitransparency.modelCardDescription"
 )
 
 AIAST: Final = {
@@ -45,16 +56,31 @@ AIAST: Final = {
     "code": "AIAST",
     "display": "Artificial Intelligence asserted",
 }
-AI_DEVICE_TYPE: Final = {
-    "system": AI_DEVICE_TYPE_SYSTEM,
-    "code": "Artificial-Intelligence",
-    "display": "All kinds of Artificial Intelligence",
+# Fixed `(exactly)` by the IG on Device.type and on the AI agent's Provenance.agent.role: the
+# Coding must be exactly {system, code}, so no display and no CodeableConcept.text.
+AI_DEVICE_TYPE: Final = {"system": AI_DEVICE_TYPE_SYSTEM, "code": "Artificial-Intelligence"}
+# DocumentReference.type of AI-ModelCard (fixed exactly) and its Markdown-format category slice.
+AI_MODEL_CARD_TYPE: Final = {"system": AI_INPUTS_SYSTEM, "code": "AIModelCard"}
+AI_MODEL_CARD_MARKDOWN: Final = {
+    "system": AI_INPUTS_SYSTEM,
+    "code": "AIModelCardMarkdownFormat",
+    "display": "Markdown Format",
 }
-AI_KIND_HYBRID: Final = {
-    "system": AI_DEVICE_TYPE_SYSTEM,
-    "code": "Hybrid-Models",
-    "display": "Hybrid Models",
-}
+
+
+def ai_kind(code: str, display: str) -> dict[str, str]:
+    """A Coding of AIdeviceTypeVS (AIdeviceTypeCS without its root) for the AIKind extension."""
+    return {"system": AI_DEVICE_TYPE_SYSTEM, "code": code, "display": display}
+
+
+# Specific AIKind codes (selectable concepts of AIdeviceTypeCS; the abstract grouping codes
+# AI-By-* are not used). Each domain picks the ones that describe its Device.
+AI_KIND_HYBRID: Final = ai_kind("Hybrid-Models", "Hybrid Models")
+AI_KIND_DEEP_LEARNING: Final = ai_kind("Deep-Learning-Models", "Deep Learning Models")
+AI_KIND_RULE_BASED: Final = ai_kind("Rule-Based-Systems", "Rule-Based Systems")
+AI_KIND_DETERMINISTIC: Final = ai_kind("Deterministic-AI", "Deterministic AI")
+AI_KIND_QUALITY_CONTROL: Final = ai_kind("Medical-Quality-Control", "Medical Quality Control")
+AI_KIND_IMAGING_DATA: Final = ai_kind("AI-for-Medical-Imaging-Data", "AI for Medical Imaging Data")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Verity's AI as a FHIR Device (AI Transparency IG AI-Device shape), whatever the domain."""
+"""Verity's AI as a FHIR Device conforming to the AI Transparency IG's AI-Device, any domain."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fhir.resources.R4B.device import Device
@@ -13,6 +14,7 @@ from service.config import WritebackSettings
 from service.verify.common import ModelInfo
 from service.writeback import codes
 from service.writeback.datatypes import meta, narrative, ref, urn
+from service.writeback.modelcards import model_card, model_card_reference
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class AiDevice:
 
     models: tuple[ModelInfo, ...]
     purpose: str  # completes "AI system that ...", e.g. "checks dispensed pills against ..."
+    kinds: tuple[Mapping[str, str], ...] = ()  # AIKind codings (AIdeviceTypeVS), specific ones
+    notes: Mapping[str, str] = field(default_factory=dict)  # model name -> what it is, when
+    # the model has no card file (its generated model card says this)
     software_version: str = __version__
 
     def identifier(self, settings: WritebackSettings) -> str:
@@ -49,7 +54,7 @@ class AiDevice:
             {
                 "type": {"text": "model"},
                 "component": {
-                    "system": f"{settings.device_identifier_system}:model",
+                    "system": f"{settings.canonical_base}/sid/model",
                     "value": m.name,
                 },
                 "value": m.version,
@@ -57,24 +62,30 @@ class AiDevice:
             for m in self.models
         ]
         model_text = ", ".join(f"{m.name} {m.version}" for m in self.models) or "none recorded"
+        device_meta = meta(codes.PROFILE_DEVICE)
+        device_meta["profile"].append(codes.PROFILE_IG_AI_DEVICE)
+        extensions: list[dict[str, Any]] = [
+            {"url": codes.AI_KIND_EXTENSION, "valueCodeableConcept": {"coding": [dict(k)]}}
+            for k in self.kinds
+        ]
+        extensions += [
+            {"url": codes.MODEL_CARD_EXTENSION, "valueReference": model_card_reference(settings, m)}
+            for m in self.models
+        ]
         data: dict[str, Any] = {
-            "meta": meta(codes.PROFILE_DEVICE),
+            "meta": device_meta,
             "text": narrative(
                 f"{settings.device_name} {self.software_version}: AI system that "
                 f"{self.purpose}. Models: {model_text}.",
             ),
-            "extension": [
-                {
-                    "url": codes.AI_KIND_EXTENSION,
-                    "valueCodeableConcept": {"coding": [codes.AI_KIND_HYBRID]},
-                }
-            ],
+            "extension": extensions,
             "identifier": [
                 {"system": settings.device_identifier_system, "value": self.identifier(settings)}
             ],
             "status": "active",
             "deviceName": names,
-            "type": {"coding": [dict(codes.AI_DEVICE_TYPE)], "text": "Artificial Intelligence"},
+            # Fixed exactly by AI-Device: {system, code}; the readable name is in deviceName.
+            "type": {"coding": [dict(codes.AI_DEVICE_TYPE)]},
             "version": versions,
         }
         if settings.manufacturer:
@@ -83,6 +94,11 @@ class AiDevice:
         if owner is not None:
             data["owner"] = owner
         return Device(**data)
+
+    def model_cards(self, settings: WritebackSettings) -> list[dict[str, Any]]:
+        """The AI-ModelCard DocumentReference of each model, in the Device's model order."""
+        notes = dict(self.notes)
+        return [model_card(m, notes, self.software_version, settings) for m in self.models]
 
 
 def organization(settings: WritebackSettings) -> dict[str, str] | None:

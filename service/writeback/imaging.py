@@ -40,9 +40,11 @@ from service.writeback.imaging_issues import (
     CHECK_INCOMPLETE,
     CHECK_NAMES,
     CHECK_UNCERTAIN,
+    DEVICE_KINDS,
     DEVICE_PURPOSE,
     DISCLAIMER,
     ISSUES,
+    MODEL_NOTES,
     NO_FINDING,
     OUTCOMES,
     REPORT_CODE,
@@ -58,7 +60,7 @@ MAX_INSTANCE_HASHES = 20
 
 def imaging_device(v: ImagingVerification) -> AiDevice:
     """The AI Device of an imaging verification: its models, in the imaging domain's words."""
-    return AiDevice(tuple(v.models), DEVICE_PURPOSE)
+    return AiDevice(tuple(v.models), DEVICE_PURPOSE, DEVICE_KINDS, MODEL_NOTES)
 
 
 def conclusion_kinds(v: ImagingVerification) -> list[IssueKind]:
@@ -175,13 +177,13 @@ def activity(v: ImagingVerification) -> Activity:
     for i, h in enumerate(hashes[:MAX_INSTANCE_HASHES]):
         sources.append(_hash_entity(h, f"instance {i + 1} of {len(hashes)}, SHA-256 {h}"))
     return Activity(
-        key=v.id,
         occurred=v.created_at,
         sources=sources,
         summary=f"Report of imaging verification {v.id} from the study {v.study_ref}"
         + (f", the order {v.order_ref}" if v.order_ref else "")
         + f" and {len(hashes)} checked instance(s).",
         disclaimer=DISCLAIMER,
+        patient=v.patient_ref,
     )
 
 

@@ -21,6 +21,25 @@ DISCLAIMER: Final = (
     "the study is reported or used."
 )
 DEVICE_PURPOSE: Final = "checks imaging studies in the PACS against the order and the patient"
+# AIKind (AI Transparency IG): rules over DICOM headers and pixel fingerprints that find defects
+# in medical images and their filing; deterministic.
+DEVICE_KINDS: Final = (
+    codes.AI_KIND_RULE_BASED,
+    codes.AI_KIND_QUALITY_CONTROL,
+    codes.AI_KIND_IMAGING_DATA,
+    codes.AI_KIND_DETERMINISTIC,
+)
+# What each rule-based component is, for the model card Verity writes for it (these have no
+# card file: no trained weights).
+MODEL_NOTES: Final = {
+    "verity-imaging-checks": "rule-based checks of the DICOM headers of a study against the "
+    "EHR's order and patient (identity, demographics, mixed patients, accession, modality, body "
+    "part by DICOM CID 4031 and SNOMED CT, laterality, dates, completeness, slice continuity); "
+    "no trained weights. Source: service/verify/imaging/ in the Verity release named above.",
+    "verity-pixel-fingerprint": "a DCT perceptual fingerprint of representative frames, "
+    "compared with the fingerprints of other patients' studies in the archive to find the same "
+    "pixels filed twice; no trained weights. Source: service/vision/dicom/fingerprint.py.",
+}
 
 # Findings about who or which order the study belongs to: always `high` on the DetectedIssue,
 # whatever severity the check proposed (a wrong-patient study is never a moderate problem).
@@ -33,20 +52,15 @@ IDENTITY: Final = frozenset(
     }
 )
 
-# v3-ActCode KEY206 "non-matching identification" (_ActAdministrativeRuleDetectedIssueCode:
-# "Metadata associated with the identification (e.g. name or gender) does not match the
-# identification being verified") fits the four identity findings. HL7 has no detected-issue
-# code for a wrong modality, body part, side, date, a missing or duplicated image or unreadable
-# pixels (the supply and timing codes are about medication therapy), so those carry only the
-# Verity code. KEY205 "Duplicate key identifier" is about an addition transaction, not about
-# pixels seen twice, so it is not used for DUPLICATE_IMAGE.
-_KEY206: Final = ("KEY206", "non-matching identification")
 
-
-def _kind(
-    code: FindingCode, display: str, definition: str, severity: str, rank: int, *, key: bool = False
-) -> IssueKind:
-    return IssueKind(code, display, definition, severity, rank, _KEY206 if key else None)
+# No HL7 code: the R4 DetectedIssue category value set (detectedissue-category, binding
+# preferred) holds only medication administration and supply codes (is-a descendants of
+# _AdministrationDetectedIssueCode, _ActSuppliedItemDetectedIssueCode, _SupplyDetectedIssueCode).
+# KEY206 "non-matching identification" fits the identity findings but is outside it, and none
+# of the set is about a wrong patient, modality, body part, side, date, a missing or duplicated
+# image or unreadable pixels; so every imaging finding carries only its Verity code.
+def _kind(code: FindingCode, display: str, definition: str, severity: str, rank: int) -> IssueKind:
+    return IssueKind(code, display, definition, severity, rank)
 
 
 ISSUES: Final[dict[str, IssueKind]] = {
@@ -59,7 +73,6 @@ ISSUES: Final[dict[str, IssueKind]] = {
             "another assigning authority.",
             "high",
             0,
-            key=True,
         ),
         _kind(
             FindingCode.MIXED_PATIENTS,
@@ -67,7 +80,6 @@ ISSUES: Final[dict[str, IssueKind]] = {
             "The instances of the study carry more than one patient identity.",
             "high",
             1,
-            key=True,
         ),
         _kind(
             FindingCode.DEMOGRAPHICS_MISMATCH,
@@ -76,7 +88,6 @@ ISSUES: Final[dict[str, IssueKind]] = {
             "PatientSex disagrees with the EHR's patient.",
             "high",
             2,
-            key=True,
         ),
         _kind(
             FindingCode.ACCESSION_MISMATCH,
@@ -84,7 +95,6 @@ ISSUES: Final[dict[str, IssueKind]] = {
             "A DICOM AccessionNumber differs from the accession (ACSN) of the order.",
             "high",
             3,
-            key=True,
         ),
         _kind(
             FindingCode.DUPLICATE_IMAGE,

@@ -4,10 +4,11 @@ Some servers cap a transaction (Medplum: 8 entries once any entry is a condition
 The outbox keeps the one whole Bundle; the relay cuts it at delivery time. `plan_parts` orders
 the entries so each comes after every entry it references by `urn:uuid:` fullUrl, keeping the
 builder's order where it can, and cuts that order into parts of at most `max_entries`.
-`part_bundle` rewrites a reference to an entry of an earlier part to the `Type/id` the server
-returned for it (`located`); references within the part stay `urn:uuid:` for the server to
-resolve. Every entry stays a conditional create, so re-sending the earlier parts after a lost
-response or a crash matches what the server created instead of creating it again.
+`part_bundle` rewrites a reference to an entry of an earlier part (in a resource, or as the
+value of a conditional create's `ifNoneExist`) to the `Type/id` the server returned for it
+(`located`); references within the part stay `urn:uuid:` for the server to resolve. Every
+entry stays a conditional create, so re-sending the earlier parts after a lost response or a
+crash matches what the server created instead of creating it again.
 """
 
 from __future__ import annotations
@@ -53,8 +54,29 @@ def part_bundle(entries: Sequence[Resource], part: Part, located: Mapping[str, s
                         "the FHIR server gave no location for a resource a later part needs"
                     )
                 holder["reference"] = located[target]
+        request = entry.get("request") or {}
+        query = request.get("ifNoneExist")
+        if isinstance(query, str) and _URN_UUID in query:
+            request["ifNoneExist"] = _resolve_query(query, inside, located)
         out.append(entry)
     return {"resourceType": "Bundle", "type": "transaction", "entry": out}
+
+
+def _resolve_query(query: str, inside: set[Any], located: Mapping[str, str]) -> str:
+    """A conditional-create query whose `urn:uuid:` values name entries of earlier parts, with
+    those values replaced by the `Type/id` the server gave them (e.g. `target=` a Provenance's
+    first target); values of entries in this part stay for the server to resolve."""
+    params = []
+    for param in query.split("&"):
+        name, eq, value = param.partition("=")
+        if eq and value.startswith(_URN_UUID) and value not in inside:
+            if value not in located:
+                raise FhirUnavailable(
+                    "the FHIR server gave no location for a resource a later part needs"
+                )
+            value = located[value]
+        params.append(f"{name}{eq}{value}")
+    return "&".join(params)
 
 
 def locations(entries: Sequence[Resource], part: Part, response: Resource) -> dict[str, str]:
@@ -92,8 +114,7 @@ def _dependency_order(entries: Sequence[Resource]) -> list[int]:
     needs: list[set[int]] = []
     for i, entry in enumerate(entries):
         deps = set()
-        for holder in _reference_holders(entry.get("resource") or {}):
-            target = holder["reference"]
+        for target in _urn_targets(entry):
             if not target.startswith(_URN_UUID):
                 continue
             if target not in index:
@@ -121,6 +142,14 @@ def _dependency_order(entries: Sequence[Resource]) -> list[int]:
     if len(order) != len(entries):
         raise InternalError("Verity built a transaction whose entries reference each other")
     return order
+
+
+def _urn_targets(entry: Resource) -> list[str]:
+    """Every reference of an entry: in its resource, and as values of its `ifNoneExist`."""
+    found = [str(h["reference"]) for h in _reference_holders(entry.get("resource") or {})]
+    query = str((entry.get("request") or {}).get("ifNoneExist") or "")
+    found += [v for p in query.split("&") if (v := p.partition("=")[2]).startswith(_URN_UUID)]
+    return found
 
 
 def _reference_holders(node: Any) -> Iterator[dict[str, Any]]:

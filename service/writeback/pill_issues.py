@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Final
 
 from service.verify.pills.results import Finding, Verdict
+from service.writeback import codes
 from service.writeback.codes import IssueKind
 
 NDC_SYSTEM: Final = "http://hl7.org/fhir/sid/ndc"
@@ -19,16 +20,20 @@ DISCLAIMER: Final = (
     "the order before it is given."
 )
 DEVICE_PURPOSE: Final = "checks dispensed pills against the prescribed order"
+# AIKind (AI Transparency IG): a CNN embedding, a trained projection head, OCR and a calibrated
+# rule-based fusion of their evidence; the same photo always gives the same answer.
+DEVICE_KINDS: Final = (codes.AI_KIND_HYBRID, codes.AI_KIND_DETERMINISTIC)
 
-# v3-ActCode detected-issue codes (terminology.hl7.org CodeSystem-v3-ActCode; the first three are
-# in _SupplyDetectedIssueCode, KEY206 in _ActAdministrativeRuleDetectedIssueCode):
+# v3-ActCode codes of the R4 DetectedIssue category value set (detectedissue-category: the
+# is-a descendants of _AdministrationDetectedIssueCode, _ActSuppliedItemDetectedIssueCode and
+# _SupplyDetectedIssueCode; binding strength preferred), all three under _SupplyDetectedIssueCode:
+#   FULFIL    "fulfillment alert" (The therapy being performed is in some way out of alignment
+#             with the requested therapy.): medication for a patient who is not the order's
+#             subject. KEY206 "non-matching identification" would say it better but it is in
+#             _ActAdministrativeDetectedIssueCode, outside the value set.
 #   NOTEQUIV  "not equivalent alert" (The therapy being performed is not sufficiently equivalent
 #             to the therapy which was requested.)
-#   FULFIL    "fulfillment alert" (The therapy being performed is in some way out of alignment
-#             with the requested therapy.)
 #   NOTACTN   "no longer actionable" (the request has expired, been fulfilled, stopped ...)
-#   KEY206    "non-matching identification" (metadata of the identification does not match the
-#             identification being verified)
 # UNCERTAIN, NOT_IN_LIBRARY and NO_PILL_FOUND say "could not confirm", for which HL7 has no
 # detected-issue code; they carry the Verity code only.
 ISSUES: Final[dict[str, IssueKind]] = {
@@ -40,7 +45,7 @@ ISSUES: Final[dict[str, IssueKind]] = {
             "The patient given for the check is not the subject of the MedicationRequest.",
             "high",
             0,
-            ("KEY206", "non-matching identification"),
+            ("FULFIL", "fulfillment alert"),
         ),
         IssueKind(
             Verdict.MISMATCH,

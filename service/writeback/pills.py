@@ -25,7 +25,7 @@ from service.writeback.datatypes import (
 )
 from service.writeback.device import AiDevice
 from service.writeback.pill_evidence import confidence, evidence, issues_of, plain_detail
-from service.writeback.pill_issues import DEVICE_PURPOSE, DISCLAIMER
+from service.writeback.pill_issues import DEVICE_KINDS, DEVICE_PURPOSE, DISCLAIMER
 
 __all__ = [
     "activity",
@@ -38,7 +38,7 @@ __all__ = [
 
 def pill_device(v: PillVerification) -> AiDevice:
     """The AI Device of a pill verification: the models that made it, in the pill domain's words."""
-    return AiDevice(tuple(v.models), DEVICE_PURPOSE)
+    return AiDevice(tuple(v.models), DEVICE_PURPOSE, DEVICE_KINDS)
 
 
 def detected_issue(v: PillVerification, settings: WritebackSettings | None = None) -> DetectedIssue:
@@ -92,12 +92,12 @@ def activity(v: PillVerification) -> Activity:
             }
         )
     return Activity(
-        key=v.id,
         occurred=v.created_at,
         sources=sources,
         summary=f"Finding of verification {v.id} from the order {v.order_ref} and "
         f"{len(v.photo_sha256)} photo(s).",
         disclaimer=DISCLAIMER,
+        patient=v.patient_ref,
     )
 
 

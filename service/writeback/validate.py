@@ -17,6 +17,11 @@ profile's differential it checks:
 - slices discriminated by `value`/`pattern` on `$this` or a child path (membership by the
   slice's fixed/pattern value or required binding, then its own min/max and child rules).
 
+A resource is checked against every profile it claims that is known: Verity's own in
+`fhir_profiles/` (rebased to the configured canonical base) and the AI Transparency IG's
+(`ig/`: the IG's fixed codings and slices, transcribed from its FSH because its package cannot
+be downloaded here; a profile of the same URL in `fhir_profiles/` takes precedence).
+
 It does not check the base resource's own rules (the `fhir.resources` models do that),
 invariants (FHIRPath), bindings to external value sets, or extension definitions.
 """
@@ -24,59 +29,31 @@ invariants (FHIRPath), bindings to external value sets, or extension definitions
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from service.writeback.datatypes import reference_type
+from service.writeback.registry import (
+    IG_PROFILES_DIR,
+    PROFILES_DIR,
+    ProfileNotFound,
+    Registry,
+    load_registry,
+    registry_for,
+)
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "fhir_profiles"
+__all__ = [
+    "IG_PROFILES_DIR",
+    "PROFILES_DIR",
+    "ProfileNotFound",
+    "Registry",
+    "element_of",
+    "load_registry",
+    "registry_for",
+    "validate",
+]
+
 CORE_SD = "http://hl7.org/fhir/StructureDefinition/"
-
-
-class ProfileNotFound(LookupError):
-    """The resource names no profile this validator knows."""
-
-
-@dataclass(frozen=True)
-class Registry:
-    """The conformance resources of `fhir_profiles/`, by canonical URL."""
-
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    value_sets: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
-
-
-def load_registry(directory: Path = PROFILES_DIR) -> Registry:
-    """Read every StructureDefinition, CodeSystem and ValueSet once and expand the ValueSets."""
-    docs = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
-    systems = {d["url"]: d for d in docs if d["resourceType"] == "CodeSystem"}
-    reg = Registry()
-    for d in docs:
-        if d["resourceType"] == "StructureDefinition":
-            reg.profiles[d["url"]] = d
-        elif d["resourceType"] == "ValueSet":
-            reg.value_sets[d["url"]] = _expand(d, systems)
-    return reg
-
-
-def _expand(vs: Mapping[str, Any], systems: Mapping[str, Any]) -> set[tuple[str, str]]:
-    out: set[tuple[str, str]] = set()
-    for inc in vs.get("compose", {}).get("include", []):
-        system = inc["system"]
-        if "concept" in inc:
-            out.update((system, c["code"]) for c in inc["concept"])
-        elif system in systems:
-            out.update((system, c["code"]) for c in _concepts(systems[system].get("concept", [])))
-        else:
-            raise ProfileNotFound(f"cannot expand {vs['url']}: code system {system} not local")
-    return out
-
-
-def _concepts(concepts: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-    for c in concepts:
-        yield c
-        yield from _concepts(c.get("concept", []))
 
 
 def validate(
@@ -88,15 +65,27 @@ def validate(
 ) -> list[str]:
     """Every way `resource` breaks its profile (empty when it conforms)."""
     reg = registry or _default_registry()
-    url = profile_url or next(
-        (p for p in resource.get("meta", {}).get("profile", []) if p in reg.profiles), None
-    )
-    if url is None or url not in reg.profiles:
+    claimed = resource.get("meta", {}).get("profile", [])
+    urls = [profile_url] if profile_url else [p for p in claimed if p in reg.profiles]
+    if not urls or any(u not in reg.profiles for u in urls):
         raise ProfileNotFound(f"no known profile for {resource.get('resourceType')}")
-    sd = reg.profiles[url]
-    if resource.get("resourceType") != sd["type"]:
-        return [f"resourceType is {resource.get('resourceType')}, profile is for {sd['type']}"]
-    return _Checker(sd, reg, fullurl_types or {}).run(resource)
+    problems: list[str] = []
+    for url in dict.fromkeys(u for claimed_url in urls for u in _lineage(claimed_url, reg)):
+        sd = reg.profiles[url]
+        if resource.get("resourceType") != sd["type"]:
+            return [f"resourceType is {resource.get('resourceType')}, profile is for {sd['type']}"]
+        problems += _Checker(sd, reg, fullurl_types or {}).run(resource)
+    return problems
+
+
+def _lineage(url: str, reg: Registry) -> list[str]:
+    """The profile and every known profile it derives from (a derived differential holds only
+    what it adds, so each ancestor is checked too), most general first."""
+    chain: list[str] = []
+    while url in reg.profiles and url not in chain:
+        chain.append(url)
+        url = str(reg.profiles[url].get("baseDefinition", ""))
+    return chain[::-1]
 
 
 def element_of(problem: str) -> str:
@@ -109,14 +98,24 @@ _REGISTRY: list[Registry] = []
 
 def _default_registry() -> Registry:
     if not _REGISTRY:
-        _REGISTRY.append(load_registry())
+        from service.config import DEFAULT_CANONICAL_BASE
+
+        _REGISTRY.append(registry_for(DEFAULT_CANONICAL_BASE))
     return _REGISTRY[0]
 
 
 class _Checker:
     def __init__(self, sd: Mapping[str, Any], reg: Registry, types: Mapping[str, str]) -> None:
         self.elements: list[dict[str, Any]] = sd["differential"]["element"]
-        self.by_id = {e["id"]: e for e in self.elements}
+        # Slicing and slice rules are looked up along the base chain: a derived differential
+        # may constrain a slice that its base profile defines.
+        self.by_id: dict[str, dict[str, Any]] = {}
+        for url in [*_lineage(str(sd.get("baseDefinition", "")), reg), None]:
+            elements = (
+                self.elements if url is None else reg.profiles[url]["differential"]["element"]
+            )
+            for e in elements:
+                self.by_id[e["id"]] = {**self.by_id.get(e["id"], {}), **e}
         self.reg = reg
         self.types = types
         self.errors: list[str] = []
@@ -177,15 +176,17 @@ class _Checker:
         slicing = self.by_id.get(slice_id.rsplit(":", 1)[0], {}).get("slicing", {})
         for disc in slicing.get("discriminator", []):
             path = disc["path"]
+            if disc["type"] == "profile" and path.endswith(".resolve()"):
+                if not self._resolves_to(item, slice_id, path.removesuffix(".resolve()")):
+                    return False
+                continue
             rule = self.by_id.get(slice_id if path == "$this" else f"{slice_id}.{path}", {})
             values = [item] if path == "$this" else _walk(item, path.split("."))
             want = _fixed_or_pattern(rule)
             if want is None:
                 # FHIR: a `value` discriminator may also be a required binding of the slice.
                 members = self._required_codes(rule)
-                if members is not None and not any(
-                    isinstance(v, str) and v in members for v in values
-                ):
+                if members is not None and not any(_member(v, members) for v in values):
                     return False
                 continue
             exact = want[0] == "fixed" and disc["type"] == "value"
@@ -193,12 +194,29 @@ class _Checker:
                 return False
         return True
 
-    def _required_codes(self, el: Mapping[str, Any]) -> set[str] | None:
+    def _resolves_to(self, item: Any, slice_id: str, ref_path: str) -> bool:
+        """A `profile` discriminator on a reference, judged by the resource type it points at
+        (the type of the slice's target profiles; no resolution, so no profile check)."""
+        rule = self.by_id.get(f"{slice_id}.{ref_path}", {})
+        allowed = {
+            self._target_type(url)
+            for t in rule.get("type", [])
+            for url in t.get("targetProfile", [])
+        }
+        return any(self._ref_type(r) in allowed for r in _walk(item, ref_path.split(".")))
+
+    def _ref_type(self, item: Any) -> str | None:
+        if not isinstance(item, Mapping):
+            return None
+        ref = item.get("reference")
+        found = item.get("type") or (self.types.get(ref) if isinstance(ref, str) else None)
+        return found or (reference_type(ref) if isinstance(ref, str) else None)
+
+    def _required_codes(self, el: Mapping[str, Any]) -> set[tuple[str, str]] | None:
         binding = el.get("binding", {})
         if binding.get("strength") != "required":
             return None
-        codes = self.reg.value_sets.get(binding["valueSet"].split("|")[0])
-        return None if codes is None else {code for _, code in codes}
+        return self.reg.value_sets.get(binding["valueSet"].split("|")[0])
 
     def _cardinality(self, el: Mapping[str, Any], items: list[Any]) -> None:
         lo = el.get("min")
@@ -259,6 +277,17 @@ class _Checker:
         if profile is not None:
             return str(profile["type"])
         return url.removeprefix(CORE_SD)
+
+
+def _member(value: Any, members: set[tuple[str, str]]) -> bool:
+    """A code, Coding or CodeableConcept with a code of the (expanded) value set."""
+    if isinstance(value, str):
+        return any(code == value for _, code in members)
+    if isinstance(value, Mapping) and "coding" in value:
+        return any(_member(c, members) for c in value["coding"])
+    if isinstance(value, Mapping):
+        return (value.get("system"), value.get("code")) in members
+    return False
 
 
 def _type_code(suffix: str) -> str:

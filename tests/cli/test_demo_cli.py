@@ -107,7 +107,10 @@ def test_demo_leaves_the_users_library_and_audit_trail_alone(pg_dir):
     for n, codes in ((6, "PATIENT_ID_MISMATCH"), (7, "STUDY_INCOMPLETE, SLICE_GAP"),
                      (8, "DUPLICATE_IMAGE")):  # fmt: skip
         assert _verdict(cases[n]) == f"Verdict:  PROBLEM ({codes}): hold the study for review"
-    assert "would write to the EHR: 1 Device, 1 DiagnosticReport, 13 Observation" in cases[5]
+    assert (
+        "would write to the EHR: 3 DocumentReference, 1 Device, 1 DiagnosticReport, 13 Observation"
+        in cases[5]
+    )  # the model cards of the imaging checks, the pixel fingerprint and the image embedder
     assert len(re.findall(r"ImagingStudy/\S+ +OK ", trail)) == 1
     assert len(re.findall(r"ImagingStudy/\S+ +PROBLEM ", trail)) == 3
 

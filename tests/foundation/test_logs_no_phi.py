@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.config import WritebackSettings
 from service.evaluation.pills import read_dataset
 from service.logs import JsonFormatter, RedactRequestUrls
 from tests.conftest import REPO_ROOT, SHARED_DATA
@@ -231,7 +232,8 @@ async def test_debug_logs_of_the_pill_flows_hold_no_phi_tokens_or_images(
             )
             assert r.status_code == 401
             # the relay delivers the DetectedIssue before the server stops
-            query = f"DetectedIssue?identifier=urn:verity:verification|{verification['id']}"
+            system = WritebackSettings().identifier_system
+            query = f"DetectedIssue?identifier={system}|{verification['id']}"
             found: list[Any] = []
             for _ in range(100):
                 bundle = httpx.get(

@@ -35,7 +35,7 @@ FHIR_SCOPES = (
     "system/DetectedIssue.cu system/DiagnosticReport.cu system/Provenance.c "
     "system/DetectedIssue.rs system/Provenance.rs "
     "system/DetectedIssue.crs system/DiagnosticReport.crs system/Observation.crs "
-    "system/Provenance.crs system/Device.crs"
+    "system/Provenance.crs system/Device.crs system/DocumentReference.crs"
 )
 ADMIN_SCOPES = "system/*.cruds system/*.read system/*.write"
 API_SCOPES = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ from asgi_lifespan import LifespanManager
 from fhir.resources.R4B.detectedissue import DetectedIssue
 from fhir.resources.R4B.provenance import Provenance
 
+from service.config import WritebackSettings
 from service.main import create_app
 from service.writeback.validate import validate
 from tests.conftest import api_settings
@@ -28,7 +30,7 @@ from tests.workflows.conftest import (
 
 pytestmark = pytest.mark.slow
 NDC_A = "00093-0311-01"
-ISSUE_SYSTEM = "urn:verity:verification"
+ISSUE_SYSTEM = WritebackSettings().identifier_system  # the default, under the canonical base
 
 
 async def delivered(ehr, verification_id: str, timeout: float = 30) -> list[dict]:
@@ -90,6 +92,16 @@ async def test_wrong_pill_writes_one_detected_issue_even_when_retried(pill_app, 
     assert len(provs) == 1
     Provenance.model_validate(provs[0])
     assert validate(provs[0]) == []
+    assert ehr.search(f"Provenance?patient={patient}") == provs  # patient-scoped discovery
+    # the model cards of the models that made it, from the cards Verity ships, once each
+    derived = [e["what"]["reference"] for e in provs[0]["entity"] if e["role"] == "derivation"]
+    cards = [ehr.search(f"DocumentReference?_id={ref.split('/')[1]}")[0] for ref in derived]
+    titles = [c["content"][0]["attachment"]["title"] for c in cards]
+    assert any(t.startswith("Model card: efficientnet-lite0 efficientnet-lite0@") for t in titles)
+    for card in cards:
+        assert validate(card) == []
+        text = base64.b64decode(card["content"][0]["attachment"]["data"]).decode()
+        assert text == card["description"] and text.startswith("# Model card")
 
 
 async def test_inactive_order_is_a_finding(pill_app, ehr):

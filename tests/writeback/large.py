@@ -1,5 +1,6 @@
 """A write-back larger than one transaction, made by the imaging builder itself: a report of
-17 passed checks (Device + DiagnosticReport + 17 Observations + Provenance: 20 entries), for
+17 passed checks (its model card + Device + DiagnosticReport + 17 Observations + Provenance:
+21 entries), for
 the part-splitting tests."""
 
 from __future__ import annotations

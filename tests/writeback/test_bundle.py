@@ -3,6 +3,7 @@ that breaks its profile never reaches the outbox."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -19,9 +20,11 @@ from service.writeback import codes, pills
 from service.writeback.bundle import Activity, Entry, entry_url, transaction
 from service.writeback.datatypes import meta, narrative
 from service.writeback.device import AiDevice
+from service.writeback.validate import registry_for, validate
 from tests.writeback.test_pills import ORG, make_verification
 
 SETTINGS = WritebackSettings(organization="Organization/hosp-1")
+BASE = "https://fhir.hospital.example/verity"
 DEVICE = AiDevice((ModelInfo("study-checker", "2.0.0"),), "checks imaging studies")
 WHEN = make_verification().created_at
 DISCLAIMER = "AI-assisted check: a radiologist must confirm it."
@@ -78,10 +81,12 @@ def imaging_resources() -> tuple[Entry, Entry]:
 
 
 def activity() -> Activity:
-    # The Provenance's order slice: the record checked (a MedicationRequest or an ImagingStudy);
+    # The Provenance's source entity: the record checked (a MedicationRequest or an ImagingStudy);
     # everything else here is domain-free.
     order = {"reference": "MedicationRequest/mr-1", "type": "MedicationRequest"}
-    return Activity("run-1", WHEN, [{"role": "source", "what": order}], "Run 1.", DISCLAIMER)
+    return Activity(
+        WHEN, [{"role": "source", "what": order}], "Run 1.", DISCLAIMER, "Patient/pat-1"
+    )
 
 
 def test_a_domain_passes_its_resources_and_gets_the_whole_transaction():
@@ -90,24 +95,44 @@ def test_a_domain_passes_its_resources_and_gets_the_whole_transaction():
     get_fhir_model_class("Bundle").model_validate(write.bundle)
     entries = write.bundle["entry"]
     assert [e["resource"]["resourceType"] for e in entries] == [
+        "DocumentReference",
         "Device",
         "DiagnosticReport",
         "Observation",
         "Provenance",
     ]
-    dev, rep, obs, prov = entries
+    card, dev, rep, obs, prov = entries
+    assert (
+        card["request"]["ifNoneExist"] == f"identifier={BASE}/sid/model-card|study-checker%402.0.0"
+    )
+    assert card["resource"]["identifier"] == [
+        {"system": f"{BASE}/sid/model-card", "value": "study-checker@2.0.0"}
+    ]
     assert dev["fullUrl"] == DEVICE.full_url(SETTINGS)
     assert dev["resource"]["owner"]["reference"] == "Organization/hosp-1"
     assert "imaging studies" in dev["resource"]["text"]["div"]
     assert obs["resource"]["device"]["reference"] == dev["fullUrl"]
     assert rep["resource"]["result"][0]["reference"] == obs["fullUrl"]
-    assert rep["request"]["ifNoneExist"] == "identifier=urn:verity:verification|run-1"
-    assert obs["request"]["ifNoneExist"] == "identifier=urn:verity:verification|run-1/modality"
-    assert prov["request"]["ifNoneExist"] == "_tag=urn:verity:provenance|run-1"
+    assert rep["request"]["ifNoneExist"] == f"identifier={BASE}/sid/verification|run-1"
+    assert obs["request"]["ifNoneExist"] == f"identifier={BASE}/sid/verification|run-1/modality"
+    assert prov["request"]["ifNoneExist"] == f"target={rep['fullUrl']}"
     provenance = prov["resource"]
     assert [(t["reference"], t["type"]) for t in provenance["target"]] == [
         (rep["fullUrl"], "DiagnosticReport"),
         (obs["fullUrl"], "Observation"),
+        ("Patient/pat-1", "Patient"),
+    ]
+    assert provenance["entity"][0] == {
+        "role": "derivation",
+        "what": {
+            "reference": card["fullUrl"],
+            "type": "DocumentReference",
+            "display": "model card of study-checker 2.0.0",
+        },
+    }
+    assert provenance["meta"]["profile"] == [
+        codes.PROFILE_PROVENANCE,
+        codes.PROFILE_IG_AI_PROVENANCE,
     ]
     assert provenance["target"][0]["extension"][0]["valueDecimal"] == 0.97
     assert "extension" not in provenance["target"][1]
@@ -208,3 +233,73 @@ async def test_an_invalid_write_leaves_no_outbox_and_no_audit_row(api, monkeypat
             "SELECT count(*) FROM outbox WHERE payload::text LIKE %s", (f"%{order_id}%",)
         )
         assert (await cur.fetchone())[0] == 1
+
+
+def test_a_device_type_with_a_display_or_text_is_refused():
+    """AI-Device fixes Device.type to exactly {system, code}: what the issue found Verity doing."""
+    from service.writeback import device as device_module
+
+    for extra in ({"display": "Artificial Intelligence"}, None):
+        dev = DEVICE.resource(SETTINGS).model_dump(mode="json", exclude_none=True)
+        if extra:
+            dev["type"]["coding"][0].update(extra)
+        else:
+            dev["type"]["text"] = "Artificial Intelligence"
+        errors = validate(dev, registry=registry_for(BASE))
+        assert any(e.startswith("Device.type:") for e in errors), errors
+
+    class Displayed(device_module.AiDevice):
+        def resource(self, settings: WritebackSettings) -> Any:
+            dev = super().resource(settings)
+            dev.type.coding[0].display = "Artificial Intelligence"
+            return dev
+
+    report, _ = imaging_resources()
+    with pytest.raises(InternalError, match="Device that breaks its profile at Device.type"):
+        transaction(Displayed(DEVICE.models, DEVICE.purpose), [report], activity(), SETTINGS)
+
+
+def test_the_ai_agent_role_must_be_exactly_the_igs_coding():
+    report, check = imaging_resources()
+    bundle = transaction(DEVICE, [report, check], activity(), SETTINGS).bundle
+    types = {e["fullUrl"]: e["resource"]["resourceType"] for e in bundle["entry"]}
+    prov = bundle["entry"][-1]["resource"]
+    assert validate(prov, registry=registry_for(BASE), fullurl_types=types) == []
+    prov["agent"][0]["role"][0]["coding"][0]["display"] = "Artificial Intelligence"
+    errors = validate(prov, registry=registry_for(BASE), fullurl_types=types)
+    assert "Provenance.agent:AIagent: 0 found, at least 1 required" in errors
+    prov["agent"][0]["role"] = [{"coding": [codes.AI_DEVICE_TYPE]}]
+    prov["entity"][0]["role"] = "source"  # the model card is what the AI derives from
+    errors = validate(prov, registry=registry_for(BASE), fullurl_types=types)
+    assert any(e.startswith("Provenance.entity:modelCard.role:") for e in errors), errors
+
+
+def test_canonical_urls_follow_the_configured_base_and_identifier_systems_default_under_it():
+    elsewhere = WritebackSettings(canonical_base="https://fhir.st-elsewhere.example/verity")
+    assert (
+        elsewhere.identifier_system == "https://fhir.st-elsewhere.example/verity/sid/verification"
+    )
+    assert elsewhere.device_identifier_system.endswith("/verity/sid/device")
+    report, check = imaging_resources()
+    bundle = transaction(DEVICE, [report, check], activity(), elsewhere).bundle
+    text = json.dumps(bundle)
+    for kind in ("StructureDefinition", "CodeSystem", "ValueSet"):  # the resources' identifiers
+        assert f"{BASE}/{kind}/" not in text  # here are the test's own, under the default base
+    dev = bundle["entry"][1]["resource"]
+    assert dev["meta"]["profile"] == [
+        "https://fhir.st-elsewhere.example/verity/StructureDefinition/verity-ai-device",
+        codes.PROFILE_IG_AI_DEVICE,
+    ]
+    assert "https://fhir.st-elsewhere.example/verity/CodeSystem/verification-finding" in text
+    assert "urn:verity:" not in json.dumps(
+        transaction(DEVICE, [report], activity(), SETTINGS).bundle
+    )
+
+
+def test_the_ig_is_pinned():
+    assert codes.AI_TRANSPARENCY_IG_VERSION == "1.0.0-current"
+    assert codes.PROFILE_IG_AI_DEVICE.endswith("/StructureDefinition/AI-Device")
+    assert codes.PROFILE_IG_AI_PROVENANCE.endswith("/StructureDefinition/AI-Provenance")
+    assert codes.PROFILE_IG_AI_MODEL_CARD.endswith("/StructureDefinition/AI-ModelCard")
+    for url in (codes.PROFILE_IG_AI_DEVICE, codes.PROFILE_IG_AI_PROVENANCE):
+        assert url in registry_for(BASE).profiles

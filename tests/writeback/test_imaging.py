@@ -29,19 +29,25 @@ from service.writeback.datatypes import WritebackInputError
 from service.writeback.imaging import MAX_INSTANCE_HASHES, imaging_device, imaging_write
 from service.writeback.imaging_checks import MAX_VALUE_CHARS, MAX_VALUES
 from service.writeback.imaging_issues import DISCLAIMER
-from service.writeback.validate import load_registry, validate
+from service.writeback.validate import registry_for, validate
 from tests.writeback.test_pills import DOMAIN_RESOURCE, ORG, R4_ELEMENTS
 
 WHEN = datetime(2026, 11, 22, 3, 15, 0, tzinfo=UTC)
 MODELS = [ModelInfo("dicom-fingerprint", "1.0.0"), ModelInfo("efficientnet-lite0", "1.0.0")]
-REGISTRY = load_registry()
-SYSTEM = "urn:verity:verification"
+REGISTRY = registry_for(codes.CANONICAL_BASE)
+SYSTEM = "https://fhir.hospital.example/verity/sid/verification"
 PROFILES = {
     "DiagnosticReport": codes.PROFILE_IMAGING_REPORT,
     "Observation": codes.PROFILE_IMAGING_CHECK,
     "DetectedIssue": codes.PROFILE_DETECTED_ISSUE,
     "Provenance": codes.PROFILE_PROVENANCE,
     "Device": codes.PROFILE_DEVICE,
+    "DocumentReference": codes.PROFILE_MODEL_CARD,
+}
+IG_PROFILES = {
+    "Provenance": codes.PROFILE_IG_AI_PROVENANCE,
+    "Device": codes.PROFILE_IG_AI_DEVICE,
+    "DocumentReference": codes.PROFILE_IG_AI_MODEL_CARD,
 }
 # FHIR R4 4.0.1 element names of the two resources only imaging writes (R5 renamed
 # DiagnosticReport.imagingStudy to `study` and added `note`: neither may slip onto the wire).
@@ -139,6 +145,18 @@ def entries_of(v: ImagingVerification, cfg: WritebackSettings = ORG) -> list[dic
     return list(imaging_write(v, cfg).bundle["entry"])
 
 
+PROFILES_OUT = ("DiagnosticReport", "Observation", "DetectedIssue")  # what the checks wrote
+
+
+def device_url(entries: list[dict[str, Any]]) -> str:
+    return next(e["fullUrl"] for e in entries if e["resource"]["resourceType"] == "Device")
+
+
+def inputs(prov: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Provenance's `source` entities: what the AI read (the model cards come first)."""
+    return [x for x in prov["entity"] if x["role"] == "source"]
+
+
 def by_type(entries: list[dict[str, Any]], rtype: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in entries if e["resource"]["resourceType"] == rtype]
 
@@ -154,6 +172,7 @@ def test_order_of_entries_and_one_resource_per_check(name, make):
     types = [e["resource"]["resourceType"] for e in write.bundle["entry"]]
     failed = [c for c in v.checks if c.failed]
     assert types == [
+        *["DocumentReference"] * len(v.models),
         "Device",
         "DiagnosticReport",
         *["Observation"] * len(v.checks),
@@ -176,11 +195,15 @@ def test_every_resource_conforms_to_its_profile_and_to_r4(name, make, cfg):
         res = e["resource"]
         rtype = res["resourceType"]
         get_fhir_model_class(rtype).model_validate(res)
-        assert res["meta"]["profile"] == [PROFILES[rtype]]
+        claimed = [PROFILES[rtype], *([IG_PROFILES[rtype]] if rtype in IG_PROFILES else [])]
+        assert res["meta"]["profile"] == claimed
         assert validate(res, registry=REGISTRY, fullurl_types=types) == [], rtype
         assert set(res) <= {**R4_ELEMENTS, **R4_IMAGING}[rtype], rtype
         for comp in res.get("component", []):
             assert set(comp) <= R4_COMPONENT
+        if rtype == "DocumentReference":  # the model card: written by people, not asserted
+            assert "security" not in res["meta"]
+            continue
         assert dict(codes.AIAST) in res["meta"]["security"], rtype
         assert res["text"]["status"] == "generated"
         assert e["request"] == {
@@ -253,7 +276,10 @@ def test_every_reference_between_resources_resolves_inside_the_bundle(name, make
     observations = [e["fullUrl"] for e in entries if e["resource"]["resourceType"] == "Observation"]
     assert [r["reference"] for r in report["result"]] == observations
     prov = by_type(entries, "Provenance")[0]
-    assert [t["reference"] for t in prov["target"]] == [e["fullUrl"] for e in entries[1:-1]]
+    written = [e["fullUrl"] for e in entries if e["resource"]["resourceType"] in PROFILES_OUT]
+    assert [t["reference"] for t in prov["target"]] == [*written, "Patient/pat-1"]
+    cards = [e["fullUrl"] for e in entries if e["resource"]["resourceType"] == "DocumentReference"]
+    assert [x["what"]["reference"] for x in prov["entity"] if x["role"] == "derivation"] == cards
     assert found
 
 
@@ -331,7 +357,7 @@ def test_failed_observation_components_and_links():
     assert obs["code"]["text"] == "Patient ID check"
     assert obs["category"][0]["coding"][0]["code"] == "imaging"
     assert obs["derivedFrom"] == [{"reference": "ImagingStudy/is-1", "type": "ImagingStudy"}]
-    assert obs["device"]["reference"] == entries[0]["fullUrl"]
+    assert obs["device"]["reference"] == device_url(entries)
     comps = [(x["code"]["coding"][0]["code"], x["valueString"]) for x in obs["component"]]
     assert comps == [
         ("dicom-value", "99999999"),
@@ -356,8 +382,8 @@ def test_detected_issue_per_failed_check():
     pid, gap = by_type(entries, "DetectedIssue")
     assert pid["severity"] == "high"  # identity, although the check said moderate
     assert gap["severity"] == "moderate"
+    # No HL7 code: KEY206 is outside R4's detectedissue-category value set (docs/fhir.md).
     assert {(c["system"], c["code"]) for c in pid["code"]["coding"]} == {
-        (codes.V3_ACT_CODE, "KEY206"),
         (codes.FINDING_SYSTEM, "PATIENT_ID_MISMATCH"),
     }
     assert [c["system"] for c in gap["code"]["coding"]] == [codes.FINDING_SYSTEM]
@@ -368,7 +394,7 @@ def test_detected_issue_per_failed_check():
             "ImagingStudy/is-1",
             "ServiceRequest/sr-1",
         ]
-        assert issue["author"]["reference"] == entries[0]["fullUrl"]
+        assert issue["author"]["reference"] == device_url(entries)
         assert issue["evidence"][0]["detail"] == [
             {"reference": obs_urls[f"{v.id}/check/{code}"], "type": "Observation"}
         ]
@@ -381,7 +407,7 @@ def test_provenance_names_study_order_and_bounded_instance_hashes():
     hashes = [hashlib.sha256(f"i{i}".encode()).hexdigest() for i in range(MAX_INSTANCE_HASHES + 30)]
     v = make_study(instance_sha256=hashes)
     prov = by_type(entries_of(v), "Provenance")[0]
-    ent = prov["entity"]
+    ent = inputs(prov)
     assert ent[0]["what"]["reference"] == "ImagingStudy/is-1"
     assert ent[1]["what"]["reference"] == "ServiceRequest/sr-1"
     digest = hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
@@ -403,13 +429,24 @@ def test_without_order_the_report_and_provenance_still_conform():
         assert validate(e["resource"], registry=REGISTRY, fullurl_types=types) == []
     assert "basedOn" not in by_type(entries, "DiagnosticReport")[0]
     prov = by_type(entries, "Provenance")[0]
-    assert [x["what"].get("type") for x in prov["entity"][:2]] == ["ImagingStudy", None]
+    assert [x["what"].get("type") for x in inputs(prov)[:2]] == ["ImagingStudy", None]
 
 
 def test_device_names_the_models_and_the_imaging_purpose():
     v = faulty()
-    dev = entries_of(v)[0]["resource"]
+    dev = by_type(entries_of(v), "Device")[0]
     assert "checks imaging studies in the PACS" in dev["text"]["div"]
+    kinds = [
+        x["valueCodeableConcept"]["coding"][0]["code"]
+        for x in dev["extension"]
+        if x["url"] == codes.AI_KIND_EXTENSION
+    ]
+    assert kinds == [
+        "Rule-Based-Systems",
+        "Medical-Quality-Control",
+        "AI-for-Medical-Imaging-Data",
+        "Deterministic-AI",
+    ]
     assert [n["name"] for n in dev["deviceName"]] == ["Verity", *(m.name for m in MODELS)]
     assert imaging_device(v).identifier(ORG) == dev["identifier"][0]["value"]
 

@@ -23,8 +23,10 @@ from service.store import migrate
 from service.store import outbox as store
 from service.store.pool import create_pool
 from service.verify.imaging.results import Outcome
+from service.writeback import codes
 from service.writeback.imaging import imaging_device, imaging_write
-from service.writeback.relay import deliver_batch
+from service.writeback.modelcards import model_card_id
+from service.writeback.relay import deliver_batch, post_transaction
 from tests.conftest import SHARED_DATA
 from tests.writeback import sample
 from tests.writeback.test_imaging import faulty
@@ -93,8 +95,9 @@ async def test_report_delivered_once_and_found_by_the_auditors_searches(
     patient_ref, order_ref, study_ref = create_case(fhir_server)
     v = replace(
         faulty(),
-        # PATIENT_ID_MISMATCH + SLICE_GAP failed, DUPLICATE_IMAGE could not be checked: 8
-        # entries, the most this server takes in one conditional transaction (test below)
+        # PATIENT_ID_MISMATCH + SLICE_GAP failed, DUPLICATE_IMAGE could not be checked: 10
+        # entries with the 2 model cards, more than this server takes in one conditional
+        # transaction (test below), so the relay delivers it in parts
         checks=[c for c in faulty().checks if c.failed or c.outcome is Outcome.COULD_NOT_CHECK],
         id=str(uuid.uuid4()),
         created_at=datetime.now(UTC),
@@ -104,7 +107,7 @@ async def test_report_delivered_once_and_found_by_the_auditors_searches(
     )
     cfg = WritebackSettings(identifier_system=SYSTEM)
     write = imaging_write(v, cfg)
-    assert len(write.bundle["entry"]) == 8
+    assert len(write.bundle["entry"]) == 10
     assert imaging_write(v, cfg).bundle == write.bundle  # a rebuild is the identical Bundle
     row_id = await sample.enqueue(pool, write)
     assert row_id is not None
@@ -124,8 +127,9 @@ async def test_report_delivered_once_and_found_by_the_auditors_searches(
     async with pool.connection() as conn:
         row = await store.get(conn, row_id)
     assert row is not None and row.status == "delivered" and row.attempts == 2, row.last_error
-    # 3. the identical Bundle once more (a client that re-sends what it had)
-    await client.transaction(write.bundle)
+    # 3. the identical Bundle once more (a client that re-sends what it had), in parts as well
+    again = await post_transaction(client, write.bundle, cfg.max_transaction_entries)
+    assert [e["response"]["status"][:3] for e in again["entry"]] == ["200"] * 10  # all found
     await client.aclose()
 
     reports = search(fhir_server, "DiagnosticReport", patient=patient_ref)
@@ -157,12 +161,41 @@ async def test_report_delivered_once_and_found_by_the_auditors_searches(
         f"DiagnosticReport/{report['id']}",
         *obs_ids,
         *(f"DetectedIssue/{i['id']}" for i in issues),
+        patient_ref,
     }
-    assert provs[0]["entity"][0]["what"]["reference"] == study_ref
+    # a patient-scoped app: R4 puts the Provenance in the Patient compartment via its target
+    assert search(fhir_server, "Provenance", patient=patient_ref) == provs
+    sources = [e["what"].get("reference") for e in provs[0]["entity"] if e["role"] == "source"]
+    assert sources[:2] == [study_ref, order_ref]
+    assert search(fhir_server, "Provenance", entity=study_ref) == provs
     device_id = imaging_device(v).identifier(cfg)
-    devices = search(fhir_server, "Device", identifier=f"urn:verity:device|{device_id}")
+    devices = search(
+        fhir_server, "Device", identifier=f"{cfg.device_identifier_system}|{device_id}"
+    )
     assert len(devices) == 1
     assert provs[0]["agent"][0]["who"]["reference"] == f"Device/{devices[0]['id']}"
+    assert search(fhir_server, "Provenance", agent=f"Device/{devices[0]['id']}") == provs
+
+    # one AI-ModelCard per model version, referenced by the Device and the Provenance
+    card_refs = []
+    for m in v.models:
+        cards = search(
+            fhir_server,
+            "DocumentReference",
+            identifier=f"{cfg.model_card_identifier_system}|{model_card_id(m)}",
+        )
+        assert len(cards) == 1, m.name
+        assert cards[0]["type"] == {"coding": [codes.AI_MODEL_CARD_TYPE]}
+        card_refs.append(f"DocumentReference/{cards[0]['id']}")
+    derivations = [e["what"]["reference"] for e in provs[0]["entity"] if e["role"] == "derivation"]
+    assert derivations == card_refs
+    on_device = [
+        x["valueReference"]["reference"]
+        for x in devices[0]["extension"]
+        if x["url"] == codes.MODEL_CARD_EXTENSION
+    ]
+    assert on_device == card_refs
+    assert search(fhir_server, "Provenance", entity=card_refs[0]) == provs
 
 
 async def test_medplum_caps_conditional_transactions_at_8_entries(fhir_server):
@@ -179,7 +212,7 @@ async def test_medplum_caps_conditional_transactions_at_8_entries(fhir_server):
         study_ref=study_ref,
     )
     write = imaging_write(v, WritebackSettings(identifier_system=SYSTEM))
-    assert len(write.bundle["entry"]) == 10
+    assert len(write.bundle["entry"]) == 12
     r = httpx.post(
         fhir_server.base_url,
         json=write.bundle,

@@ -62,15 +62,22 @@ def test_order_keeps_the_builder_order_where_it_can() -> None:
     parts = plan_parts(entries, 8)
     order = [i for p in parts for i in p]
     kinds = [entries[i]["resource"]["resourceType"] for i in order]
-    assert kinds == ["Device", *["Observation"] * CHECKS, "DiagnosticReport", "Provenance"]
+    assert kinds == [
+        "DocumentReference",  # the model card, which the Device and the Provenance reference
+        "Device",
+        *["Observation"] * CHECKS,
+        "DiagnosticReport",
+        "Provenance",
+    ]
     observations = [i for i in order if entries[i]["resource"]["resourceType"] == "Observation"]
     assert observations == sorted(observations)
-    assert [len(p) for p in parts] == [8, 8, 4]
+    assert [len(p) for p in parts] == [8, 8, 5]
 
 
 def test_a_bundle_that_fits_stays_whole_in_the_builders_order() -> None:
     pill = sample.write_for(f"Patient/{uuid.uuid4()}", SYSTEM).bundle["entry"]
-    assert plan_parts(pill, 8) == [(0, 1, 2)]
+    assert plan_parts(pill, 8) == [tuple(range(len(pill)))]
+    assert len(pill) == 5  # 2 model cards + Device + DetectedIssue + Provenance: under Medplum's 8
     entries = entries_of()
     # the report comes before its Observations: within one transaction the server resolves it
     assert plan_parts(entries, len(entries)) == [tuple(range(len(entries)))]
@@ -78,7 +85,8 @@ def test_a_bundle_that_fits_stays_whole_in_the_builders_order() -> None:
 
 def test_a_reference_cycle_is_verity_s_own_bug() -> None:
     entries = copy.deepcopy(entries_of(3))
-    device = entries[0]
+    device = entries[1]
+    assert device["resource"]["resourceType"] == "Device"
     device["resource"]["owner"] = {"reference": entries[-1]["fullUrl"]}  # Device -> Provenance
     with pytest.raises(InternalError, match="reference each other"):
         plan_parts(entries, 3)
@@ -101,11 +109,11 @@ def test_part_bundle_resolves_earlier_parts_and_keeps_its_own_urns() -> None:
         ]
     }
     located = locations(entries, first, response)
-    assert located[entries[0]["fullUrl"]] == "Device/id-0"
+    assert located[entries[1]["fullUrl"]] == "Device/id-1"
     bundle = part_bundle(entries, second, located)
     assert bundle["type"] == "transaction" and len(bundle["entry"]) == len(second)
     for entry in bundle["entry"]:
-        assert entry["resource"]["device"]["reference"] == "Device/id-0"
+        assert entry["resource"]["device"]["reference"] == "Device/id-1"
         assert entry["request"]["ifNoneExist"]  # still a conditional create
     assert entries[second[0]]["resource"]["device"]["reference"].startswith("urn:uuid:")
 
@@ -118,7 +126,7 @@ def test_part_bundle_resolves_earlier_parts_and_keeps_its_own_urns() -> None:
     )  # fmt: skip
     results = [r["reference"] for r in report["resource"]["result"]]
     resolved = [r for r in results if not r.startswith("urn:uuid:")]
-    assert len(resolved) == 15 and all(r.startswith("Observation/id-") for r in resolved)
+    assert len(resolved) == 14 and all(r.startswith("Observation/id-") for r in resolved)
     same_part = {entries[i]["fullUrl"] for i in last}
     assert set(results) - set(resolved) <= same_part and len(results) == CHECKS
 
@@ -153,3 +161,25 @@ def test_the_cap_is_a_setting_and_refuses_a_useless_value(monkeypatch) -> None:
     monkeypatch.setenv("VERITY_WRITEBACK__MAX_TRANSACTION_ENTRIES", "2")
     with pytest.raises(ConfigError):
         load_settings()
+
+
+def test_the_provenance_condition_names_its_target_as_the_server_located_it() -> None:
+    """`ifNoneExist: target=urn:uuid:...` of a Provenance whose report went in an earlier part
+    becomes `target=DiagnosticReport/<id>`: a retried part still finds the Provenance."""
+    entries = entries_of()
+    parts = plan_parts(entries, len(entries) - 1)
+    assert [len(p) for p in parts] == [len(entries) - 1, 1]
+    (prov_index,) = parts[1]
+    prov = entries[prov_index]
+    report = next(e for e in entries if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert prov["request"]["ifNoneExist"] == f"target={report['fullUrl']}"
+    located = {entries[i]["fullUrl"]: f"{t}/id-{i}" for t, i in zip(
+        types_in(entries, parts[0]), parts[0], strict=True
+    )}  # fmt: skip
+    sent = part_bundle(entries, parts[1], located)["entry"][0]
+    assert sent["request"]["ifNoneExist"] == f"target={located[report['fullUrl']]}"
+    assert sent["request"]["ifNoneExist"].startswith("target=DiagnosticReport/id-")
+    with pytest.raises(FhirUnavailable):
+        part_bundle(entries, parts[1], {})
+    whole = part_bundle(entries, tuple(range(len(entries))), {})
+    assert whole["entry"][prov_index]["request"]["ifNoneExist"] == prov["request"]["ifNoneExist"]

@@ -1,4 +1,4 @@
-"""A 20-entry write-back through the relay, in parts, against embedded PostgreSQL and the real
+"""A 21-entry write-back through the relay, in parts, against embedded PostgreSQL and the real
 FHIR server (Medplum's engine, which refuses it whole): once, resolved, despite retries."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tests.writeback import sample
 from tests.writeback.large import large_write, observation_values
 
 SYSTEM = "urn:verity:test:parts-relay"
+SID = "https://fhir.hospital.example/verity/sid"  # the default identifier systems' base
 FAST = OutboxSettings(max_attempts=50, backoff_base_s=0.1, backoff_max_s=0.5, lease_s=30)
 CAP = WritebackSettings().max_transaction_entries
 
@@ -71,20 +72,35 @@ def assert_written_once(fhir_server, patient: str, key: str) -> str:
     report = reports[0]
     obs_refs = {f"Observation/{o['id']}" for o in observations}
     assert {r["reference"] for r in report["result"]} == obs_refs  # urns resolved to server ids
-    devices = search(fhir_server, "Device", identifier=f"urn:verity:device|{device_id(key)}")
+    devices = search(fhir_server, "Device", identifier=f"{SID}/device|{device_id(key)}")
     assert len(devices) == 1
     device_ref = f"Device/{devices[0]['id']}"
     assert {o["device"]["reference"] for o in observations} == {device_ref}
+    cards = search(
+        fhir_server, "DocumentReference", identifier=f"{SID}/model-card|split-test@{key}"
+    )
+    assert len(cards) == 1  # the model version of this test's Device, once
+    card_ref = f"DocumentReference/{cards[0]['id']}"
+    assert devices[0]["extension"][-1]["valueReference"]["reference"] == card_ref
     provenances = search(fhir_server, "Provenance", target=f"DiagnosticReport/{report['id']}")
     assert len(provenances) == 1
     targets = {t["reference"] for t in provenances[0]["target"]}
-    assert targets == obs_refs | {f"DiagnosticReport/{report['id']}"}
+    assert targets == obs_refs | {f"DiagnosticReport/{report['id']}", patient}
     assert provenances[0]["agent"][0]["who"]["reference"] == device_ref
+    assert provenances[0]["entity"][0] == {
+        "role": "derivation",
+        "what": {
+            "reference": card_ref,
+            "type": "DocumentReference",
+            "display": f"model card of split-test {key}",
+        },
+    }
     return str(report["id"])
 
 
 def device_id(key: str) -> str:
-    device = large_write("Patient/x", SYSTEM, key=key, checks=1).bundle["entry"][0]["resource"]
+    entries = large_write("Patient/x", SYSTEM, key=key, checks=1).bundle["entry"]
+    device = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Device")
     return str(device["identifier"][0]["value"])
 
 
@@ -105,7 +121,9 @@ async def test_the_server_refuses_the_whole_bundle(fhir_server) -> None:
             await client.transaction(write.bundle)
         assert CAP < len(write.bundle["entry"])
         response = await post_transaction(client, write.bundle, CAP)  # the same, in parts
-        assert [e["response"]["status"][:3] for e in response["entry"]] == ["201"] * 20
+        assert [e["response"]["status"][:3] for e in response["entry"]] == ["201"] * len(
+            write.bundle["entry"]
+        )
     finally:
         await client.aclose()
 
@@ -150,8 +168,8 @@ async def test_lost_response_of_the_second_part_no_duplicate(
         assert lossy_proxy.dropped == dropped + 1
         row = await row_of(pool)
         assert row.status == "pending" and row.last_error and "VERITY-5020" in row.last_error
-        # parts 1 and 2 are on the server (Device + 15 Observations), part 3 is not
-        assert len(search(fhir_server, "Observation", subject=patient)) == 2 * CAP - 1
+        # parts 1 and 2 are on the server (model card + Device + 14 Observations), part 3 not
+        assert len(search(fhir_server, "Observation", subject=patient)) == 2 * CAP - 2
         assert search(fhir_server, "DiagnosticReport", subject=patient) == []
         await asyncio.sleep(0.6)  # past the backoff
         assert await deliver_batch(pool, client, FAST, CAP) == 1

@@ -22,7 +22,7 @@ from service.verify.pills.results import (
     ProductRef,
     Verdict,
 )
-from service.writeback import codes
+from service.writeback import codes, pill_issues
 from service.writeback.datatypes import WritebackInputError, reference_type, sha256_uri
 from service.writeback.device import AiDevice
 from service.writeback.pill_issues import NDC_SYSTEM, RXNORM_SYSTEM
@@ -33,6 +33,8 @@ METFORMIN = ProductRef("lib-met-500", "Metformin 500 mg tablet", ("00093-1048-01
 MODELS = [ModelInfo("efficientnet-lite0", "1.0.0"), ModelInfo("pp-ocrv4-rec", "1.4.4")]
 WHEN = datetime(2026, 11, 22, 3, 15, 0, tzinfo=UTC)
 ORG = WritebackSettings(organization="Organization/hosp-1", organization_display="St Elsewhere")
+BASE = "https://fhir.hospital.example/verity"  # the documented default canonical base
+SID_VERIFICATION = f"{BASE}/sid/verification"
 
 
 def pill(
@@ -109,7 +111,7 @@ SCENARIOS = [
         "patient-mismatch",
         make_verification(Verdict.MATCH, (Finding.PATIENT_MISMATCH,)),
         "PATIENT_MISMATCH",
-        "KEY206",
+        "FULFIL",
         "high",
     ),
     (
@@ -221,6 +223,24 @@ R4_ELEMENTS = {
         "parent",
     },
 }
+R4_ELEMENTS["DocumentReference"] = DOMAIN_RESOURCE | {
+    "masterIdentifier",
+    "identifier",
+    "status",
+    "docStatus",
+    "type",
+    "category",
+    "subject",
+    "date",
+    "author",
+    "authenticator",
+    "custodian",
+    "relatesTo",
+    "description",
+    "securityLabel",
+    "content",
+    "context",
+}
 R4_BACKBONE = {
     ("Provenance", "agent"): {
         "id",
@@ -235,6 +255,7 @@ R4_BACKBONE = {
     ("DetectedIssue", "evidence"): {"id", "extension", "modifierExtension", "code", "detail"},
     ("Device", "deviceName"): {"id", "extension", "modifierExtension", "name", "type"},
     ("Device", "version"): {"id", "extension", "modifierExtension", "type", "component", "value"},
+    ("DocumentReference", "content"): {"id", "extension", "modifierExtension", "attachment"},
 }
 R4_SINGLE = {
     ("DetectedIssue", "code"),
@@ -249,6 +270,10 @@ def resources_of(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["resource"]["resourceType"]: e["resource"] for e in bundle["entry"]}
 
 
+def resources_entry(bundle: dict[str, Any], rtype: str) -> dict[str, Any]:
+    return next(e for e in bundle["entry"] if e["resource"]["resourceType"] == rtype)
+
+
 @pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
 def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, severity):
     write = pill_write(v, ORG)
@@ -257,6 +282,7 @@ def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, se
     get_fhir_model_class("Bundle").model_validate(bundle)
     assert bundle["type"] == "transaction"
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == [
+        *["DocumentReference"] * len(v.models),
         "Device",
         "DetectedIssue",
         "Provenance",
@@ -272,11 +298,14 @@ def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, se
         for rtype, elem in R4_SINGLE:
             if rtype == res["resourceType"] and elem in res:
                 assert isinstance(res[elem], dict), (rtype, elem)
-        assert {
+        aiast = {
             "system": codes.V3_OBSERVATION_VALUE,
             "code": "AIAST",
             "display": "Artificial Intelligence asserted",
-        } in res["meta"]["security"]
+        }
+        # The model card is what Verity's makers wrote, not an AI assertion.
+        labels = res["meta"].get("security", [])
+        assert (aiast in labels) == (res["resourceType"] != "DocumentReference")
         assert res["text"]["status"] == "generated"
         assert res["text"]["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml">')
         assert entry["fullUrl"].startswith("urn:uuid:")
@@ -292,35 +321,49 @@ def test_every_finding_becomes_a_parseable_r4_transaction(name, v, code, act, se
         assert (codes.V3_ACT_CODE, act) in codings
     else:
         assert not any(s == codes.V3_ACT_CODE for s, _ in codings)
-    assert issue["identifier"] == [{"system": "urn:verity:verification", "value": v.id}]
+    assert issue["identifier"] == [{"system": SID_VERIFICATION, "value": v.id}]
     assert issue["patient"]["reference"] == v.patient_ref
     assert issue["identifiedDateTime"] == "2026-11-22T03:15:00Z"
     implicated = [r["reference"] for r in issue["implicated"]]
     assert implicated == [v.order_ref] + ([v.dispense_ref] if v.dispense_ref else [])
     assert "pharmacist or nurse must confirm" in issue["detail"]
     assert "pharmacist or nurse must confirm" in issue["text"]["div"]
-    assert write.identifier_system == "urn:verity:verification"
+    assert write.identifier_system == SID_VERIFICATION
     assert write.identifier_value == v.id
 
 
 @pytest.mark.parametrize(("name", "v", "code", "act", "severity"), SCENARIOS, ids=IDS)
 def test_bundle_links_by_urn_uuid_and_creates_conditionally(name, v, code, act, severity):
     bundle = pill_write(v, ORG).bundle
-    dev, issue, prov = bundle["entry"]
+    *cards, dev, issue, prov = bundle["entry"]
+    assert [c["request"]["ifNoneExist"] for c in cards] == [
+        f"identifier={BASE}/sid/model-card|{m.name}%40{m.version}" for m in v.models
+    ]
     assert dev["request"]["ifNoneExist"] == (
-        f"identifier=urn:verity:device|{pill_device(v).identifier(ORG)}"
+        f"identifier={BASE}/sid/device|{pill_device(v).identifier(ORG)}"
     )
-    assert issue["request"]["ifNoneExist"] == f"identifier=urn:verity:verification|{v.id}"
-    assert prov["request"]["ifNoneExist"] == f"_tag=urn:verity:provenance|{v.id}"
-    assert {"system": "urn:verity:provenance", "code": v.id} in prov["resource"]["meta"]["tag"]
+    assert issue["request"]["ifNoneExist"] == f"identifier={SID_VERIFICATION}|{v.id}"
+    # No per-verification tag: the Provenance is created once per its first target.
+    assert prov["request"]["ifNoneExist"] == f"target={issue['fullUrl']}"
+    assert "tag" not in prov["resource"]["meta"]
     assert issue["resource"]["author"]["reference"] == dev["fullUrl"]
-    assert prov["resource"]["target"][0]["reference"] == issue["fullUrl"]
+    target, patient = prov["resource"]["target"]
+    assert target["reference"] == issue["fullUrl"]
+    assert patient == {"reference": v.patient_ref, "type": "Patient", "display": "the patient"}
     ai_agent = prov["resource"]["agent"][0]
     assert ai_agent["who"]["reference"] == dev["fullUrl"]
     assert ai_agent["type"]["coding"][0]["code"] == "author"
-    assert ai_agent["role"][0]["coding"][0]["code"] == "Artificial-Intelligence"
+    assert ai_agent["role"] == [{"coding": [codes.AI_DEVICE_TYPE]}]  # exactly, as the IG fixes it
     assert ai_agent["onBehalfOf"]["reference"] == "Organization/hosp-1"
-    assert len({e["fullUrl"] for e in bundle["entry"]}) == 3
+    derivations = [e for e in prov["resource"]["entity"] if e["role"] == "derivation"]
+    assert [e["what"]["reference"] for e in derivations] == [c["fullUrl"] for c in cards]
+    model_cards = [
+        x["valueReference"]["reference"]
+        for x in dev["resource"]["extension"]
+        if x["url"] == codes.MODEL_CARD_EXTENSION
+    ]
+    assert model_cards == [c["fullUrl"] for c in cards]
+    assert len({e["fullUrl"] for e in bundle["entry"]}) == len(bundle["entry"])
 
 
 def test_a_retry_builds_the_identical_bundle():
@@ -398,7 +441,9 @@ def test_uncertain_states_no_confidence_it_does_not_have():
 def test_provenance_names_the_order_and_photo_hashes_never_the_photo():
     v = make_verification(Verdict.MISMATCH, photo_sha256=[hashlib.sha256(b"").hexdigest()] * 2)
     data = resources_of(pill_write(v, ORG).bundle)["Provenance"]
-    order, *photos = data["entity"]
+    *cards, order, photos_1, photos_2 = data["entity"]
+    photos = [photos_1, photos_2]
+    assert [c["role"] for c in cards] == ["derivation"] * len(v.models)
     assert order == {
         "role": "source",
         "what": {
@@ -417,7 +462,7 @@ def test_provenance_names_the_order_and_photo_hashes_never_the_photo():
     assert data["reason"] == [{"coding": [dict(codes.AIAST)]}]
     assert data["target"][0]["extension"][0]["valueDecimal"] == 0.88
     assert data["agent"][1]["type"]["coding"][0]["code"] == "custodian"
-    assert "data" not in json.dumps(data)  # no Attachment anywhere
+    assert '"data"' not in json.dumps(data)  # no Attachment anywhere
 
 
 def test_sha256_uri_refuses_what_is_not_a_sha256():
@@ -431,7 +476,13 @@ def test_device_names_verity_and_every_model_version():
         .resource(ORG)
         .model_dump(mode="json", exclude_none=True)
     )
-    assert data["type"]["coding"][0] == codes.AI_DEVICE_TYPE
+    # Fixed exactly by AI-Device: {system, code}, no display, no text.
+    assert data["type"] == {"coding": [codes.AI_DEVICE_TYPE]}
+    assert codes.AI_DEVICE_TYPE == {
+        "system": "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS",
+        "code": "Artificial-Intelligence",
+    }
+    assert data["meta"]["profile"] == [codes.PROFILE_DEVICE, codes.PROFILE_IG_AI_DEVICE]
     assert [n["type"] for n in data["deviceName"]] == [
         "user-friendly-name",
         "model-name",
@@ -446,12 +497,23 @@ def test_device_names_verity_and_every_model_version():
         "type": "Organization",
         "display": "St Elsewhere",
     }
-    assert data["extension"][0]["url"] == codes.AI_KIND_EXTENSION
+    assert [x["url"] for x in data["extension"]] == [codes.MODEL_CARD_EXTENSION] * 2
+    kinds = AiDevice(tuple(MODELS), "checks things", pill_issues.DEVICE_KINDS).resource(ORG)
+    assert [
+        (x.url, x.valueCodeableConcept.coding[0].code)
+        for x in kinds.extension or []
+        if x.url == codes.AI_KIND_EXTENSION
+    ] == [
+        (codes.AI_KIND_EXTENSION, "Hybrid-Models"),
+        (codes.AI_KIND_EXTENSION, "Deterministic-AI"),
+    ]
 
 
 def test_a_new_model_version_is_a_new_device():
     def identifier(models, version="0.1.0"):
-        return AiDevice(tuple(models), "checks things", version).identifier(WritebackSettings())
+        return AiDevice(tuple(models), "checks things", software_version=version).identifier(
+            WritebackSettings()
+        )
 
     same = identifier(list(reversed(MODELS)))
     assert same == identifier(MODELS)
@@ -472,7 +534,7 @@ def test_refuses_a_verification_without_patient_or_time_zone():
         ("MedicationRequest/123", "MedicationRequest"),
         ("https://ehr.example/fhir/R4/MedicationRequest/abc-1", "MedicationRequest"),
         ("Patient/1/_history/3", "Patient"),
-        ("Device?identifier=urn:verity:device|x", "Device"),
+        ("Device?identifier=https://h.example/sid/device|x", "Device"),
         ("urn:uuid:8a1f0b6e-8c33-4a0e-9d55-1f2f6b0f3b11", None),
         ("#contained", None),
         ("nonsense", None),
@@ -493,10 +555,9 @@ def test_docs_example_is_what_the_code_builds():
 def test_if_none_exist_is_percent_encoded():
     """Seen on a real server: an unencoded `+` became a space, so a retry created a duplicate."""
     v = make_verification(Verdict.MISMATCH, id="a+b&c=d%e f")
-    issue = pill_write(v, ORG).bundle["entry"][1]
-    assert (
-        issue["request"]["ifNoneExist"]
-        == "identifier=urn:verity:verification|a%2Bb%26c%3Dd%25e%20f"
+    issue = resources_entry(pill_write(v, ORG).bundle, "DetectedIssue")
+    assert issue["request"]["ifNoneExist"] == (
+        "identifier=https://fhir.hospital.example/verity/sid/verification|a%2Bb%26c%3Dd%25e%20f"
     )
     assert issue["resource"]["identifier"][0]["value"] == "a+b&c=d%e f"
 
@@ -555,7 +616,7 @@ def test_identifier_systems_and_device_name_come_from_settings(monkeypatch):
     monkeypatch.setenv("VERITY_WRITEBACK__IDENTIFIER_SYSTEM", "https://hosp.example/verity/v")
     monkeypatch.setenv("VERITY_WRITEBACK__DEVICE_NAME", "Ward 7 checker")
     v = make_verification()
-    dev, issue, prov = pill_write(v, load_settings().writeback).bundle["entry"]
+    *_, dev, issue, prov = pill_write(v, load_settings().writeback).bundle["entry"]
     assert issue["resource"]["identifier"] == [
         {"system": "https://hosp.example/verity/v", "value": v.id}
     ]
@@ -575,7 +636,9 @@ def test_identifier_systems_and_device_name_come_from_settings(monkeypatch):
         ("ORGANIZATION_DISPLAY", "St Elsewhere"),  # without an organisation
         ("IDENTIFIER_SYSTEM", "verity"),  # not an absolute URI
         ("IDENTIFIER_SYSTEM", "urn:verity:a|b"),  # `|` splits a token search
-        ("IDENTIFIER_SYSTEM", "urn:verity:device"),  # the same as the Device's
+        ("IDENTIFIER_SYSTEM", "https://fhir.hospital.example/verity/sid/device"),  # the Device's
+        ("CANONICAL_BASE", "http://hosp.example/verity"),  # not https
+        ("CANONICAL_BASE", "https://hosp.example/verity/"),  # trailing slash
         ("DEVICE_NAME", ""),
         ("DEVICE_ID", "has space"),
     ],

@@ -18,12 +18,14 @@ from service.writeback.pills import pill_write
 from service.writeback.validate import PROFILES_DIR, ProfileNotFound, load_registry, validate
 from tests.writeback.test_pills import IDS, ORG, SCENARIOS, make_verification
 
-REGISTRY = load_registry()
+REGISTRY = load_registry(base=codes.CANONICAL_BASE)
 PROFILES = {
-    "DetectedIssue": codes.PROFILE_DETECTED_ISSUE,
-    "Provenance": codes.PROFILE_PROVENANCE,
-    "Device": codes.PROFILE_DEVICE,
+    "DetectedIssue": [codes.PROFILE_DETECTED_ISSUE],
+    "Provenance": [codes.PROFILE_PROVENANCE, codes.PROFILE_IG_AI_PROVENANCE],
+    "Device": [codes.PROFILE_DEVICE, codes.PROFILE_IG_AI_DEVICE],
+    "DocumentReference": [codes.PROFILE_MODEL_CARD, codes.PROFILE_IG_AI_MODEL_CARD],
 }
+AI_ASSERTED = ("DetectedIssue", "Provenance", "Device")  # the model card is written by people
 
 
 def written(
@@ -69,7 +71,7 @@ def test_code_system_holds_exactly_the_codes_verity_writes():
 def test_every_emitted_resource_conforms(name, v, code, act, severity, config):
     resources, types = written(v, config)
     for rtype, resource in resources.items():
-        assert resource["meta"]["profile"] == [PROFILES[rtype]]
+        assert resource["meta"]["profile"] == PROFILES[rtype]
         assert errors(resource, types) == [], rtype
 
 
@@ -94,7 +96,7 @@ def test_missing_aiast_fails():
     def other_label(r):
         r["meta"]["security"] = [{"system": codes.V3_OBSERVATION_VALUE, "code": "HTEST"}]
 
-    for rtype in PROFILES:
+    for rtype in AI_ASSERTED:
         found = broken(rtype, other_label)
         assert f"{rtype}.meta.security:aiast: 0 found, at least 1 required" in found
 
@@ -187,41 +189,51 @@ def test_code_outside_the_required_value_set_fails():
     ]
 
 
-def test_provenance_without_the_ai_agent_or_order_fails():
+def test_provenance_without_the_ai_agent_or_model_card_fails():
     def no_ai_role(r):
         r["agent"][0].pop("role")
 
-    assert "Provenance.agent:aiDevice: 0 found, at least 1 required" in broken(
+    assert "Provenance.agent:AIagent: 0 found, at least 1 required" in broken(
         "Provenance", no_ai_role
     )
 
-    def ai_is_verifier(r):
-        r["agent"][0]["type"]["coding"][0]["code"] = "verifier"
+    def role_with_text(r):
+        r["agent"][0]["role"][0]["text"] = "Artificial Intelligence"
 
-    assert any(
-        e.startswith("Provenance.agent:aiDevice.type:")
-        for e in broken("Provenance", ai_is_verifier)
+    assert "Provenance.agent:AIagent: 0 found, at least 1 required" in broken(
+        "Provenance", role_with_text
     )
 
-    def no_order(r):
-        r["entity"] = r["entity"][1:]
-
-    assert "Provenance.entity:order: 0 found, at least 1 required" in broken("Provenance", no_order)
-
-    def order_as_derivation(r):
-        r["entity"][0]["role"] = "derivation"
+    def card_as_source(r):
+        r["entity"][0]["role"] = "source"
 
     assert any(
-        e.startswith("Provenance.entity:order.role:")
-        for e in broken("Provenance", order_as_derivation)
+        e.startswith("Provenance.entity:modelCard.role:")
+        for e in broken("Provenance", card_as_source)
     )
 
     def no_aiast_reason(r):
         r["reason"] = [{"text": "because"}]
 
-    assert "Provenance.reason:aiast: 0 found, at least 1 required" in broken(
+    assert "Provenance.reason:AIReason: 0 found, at least 1 required" in broken(
         "Provenance", no_aiast_reason
     )
+
+
+def test_model_card_of_another_type_or_format_fails():
+    def other_type(r):
+        r["type"]["coding"][0]["display"] = "AI Model-Card"
+
+    assert any(
+        e.startswith("DocumentReference.type:") for e in broken("DocumentReference", other_type)
+    )
+
+    def not_markdown(r):
+        r["content"][0]["attachment"]["contentType"] = "text/plain"
+        r["category"] = []
+
+    found = broken("DocumentReference", not_markdown)
+    assert "DocumentReference.category: 0 found, at least 1 required" in found
 
 
 def test_device_of_another_type_fails():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -255,9 +256,10 @@ async def test_unexpected_failure_keeps_the_row_and_the_relay(pool) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("transport bug")
+        sent = json.loads(request.content)["entry"]
         answers = [
             {"response": {"status": "201 Created", "location": f"{t}/1"}}
-            for t in ("Device", "DetectedIssue", "Provenance")
+            for t in (e["resource"]["resourceType"] for e in sent)
         ]
         return httpx.Response(200, json={"resourceType": "Bundle",
                                          "type": "transaction-response", "entry": answers})  # fmt: skip
