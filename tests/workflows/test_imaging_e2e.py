@@ -186,9 +186,17 @@ async def test_a_study_is_verified_end_to_end_and_reported_once(
     assert report["status"] == "preliminary"
     assert len(report["result"]) == len(checks)
     assert len(ehr.search("DiagnosticReport", patient=job["patient"])) == 1
-    issues = ehr.search("DetectedIssue", implicated=study_ref)
+    # A large write-back arrives in parts (writeback/parts.py): the DetectedIssues and the
+    # Provenance may follow the report by a moment.
+    issues = await wait_until(
+        imaging_app,
+        lambda: (found := ehr.search("DetectedIssue", implicated=study_ref))
+        and len(found) >= len(EXPECTED[case]) and found,
+    )  # fmt: skip
     assert {i["identifier"][0]["value"] for i in issues} and len(issues) == len(EXPECTED[case])
-    provenance = ehr.search("Provenance", target=f"DiagnosticReport/{report['id']}")
+    provenance = await wait_until(
+        imaging_app, lambda: ehr.search("Provenance", target=f"DiagnosticReport/{report['id']}")
+    )
     assert len(provenance) == 1
 
     listed = await imaging_app.get("/v1/imaging-verifications", params={"study": study_ref})
