@@ -45,9 +45,13 @@ def wait_drained(url: str, timeout: float) -> Queues:
 
 
 def audit_rows(url: str) -> list[tuple[str, str, str | None]]:
-    """(id, kind, idempotency_key) of every verification recorded."""
+    """(id, kind, idempotency_key) of every verification recorded (an imaging verification's
+    key is on its job, whose id it shares)."""
     with psycopg.connect(url, autocommit=True) as c:
-        rows = c.execute("SELECT id::text, kind, idempotency_key FROM verification").fetchall()
+        rows = c.execute(
+            """SELECT v.id::text, v.kind, coalesce(v.idempotency_key, j.idempotency_key)
+                 FROM verification v LEFT JOIN imaging_job j ON j.id = v.id"""
+        ).fetchall()
     return [(str(a), str(b), c_) for a, b, c_ in rows]
 
 

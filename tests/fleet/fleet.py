@@ -30,6 +30,8 @@ TUNING = {
     "VERITY_IMAGING__PATIENT_ID_ISSUERS": '["HOSPITAL.EXAMPLE"]',
     "VERITY_PACS__MAX_RETRIES": "1", "VERITY_PACS__TIMEOUT_S": "15",
 }  # fmt: skip
+# Medplum indexes every R4 definition at start: seconds, far more on a loaded 2-core machine.
+FHIR_READY_TIMEOUT_S = 180.0
 API_ONLY = {"VERITY_OUTBOX__RELAY_ENABLED": "false", "VERITY_IMAGING__WORKER_ENABLED": "false"}
 
 
@@ -139,5 +141,6 @@ def start_fhir(auth: Any, workdir: Path) -> Any:
         "state_file": str(workdir / "fhir-state.json"),
     }  # fmt: skip
     node = NodeServer("fhir_server.mjs", config, workdir, f"{base}/metadata")
+    node.ready_timeout_s = FHIR_READY_TIMEOUT_S
     node.start()
     return FhirServer(base, auth.fhir_port, node, auth)

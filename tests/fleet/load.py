@@ -57,7 +57,9 @@ def retry_after(response: httpx.Response) -> float | None:
     return None
 
 
-async def send_one(client: httpx.AsyncClient, req: Request, tally: Tally, deadline_s: float) -> Sent:
+async def send_one(
+    client: httpx.AsyncClient, req: Request, tally: Tally, deadline_s: float
+) -> Sent:
     """Send until accepted, refused for good, or `deadline_s` passes (same key throughout)."""
     key = uuid.uuid4().hex
     sent = Sent(req.kind, key, [], 0.0, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -91,7 +92,9 @@ class Postgres:
                 return self.url()
             except psycopg.OperationalError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((self.workdir / "postgres.log").read_text()[-2000:]) from None
+                    raise RuntimeError(
+                        (self.workdir / "postgres.log").read_text()[-2000:]
+                    ) from None
                 time.sleep(0.2)
 
     def connections(self) -> int:
@@ -142,7 +145,10 @@ class Verity:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
             if self.port is None:
-                if self.log.read_text(errors="replace").count("outbox relay started") >= self.starts:
+                if (
+                    self.log.read_text(errors="replace").count("outbox relay started")
+                    >= self.starts
+                ):
                     return
             else:
                 with contextlib.suppress(httpx.HTTPError):
@@ -150,7 +156,9 @@ class Verity:
                     if httpx.get(url, timeout=2).status_code == 200:
                         return
             time.sleep(0.25)
-        raise RuntimeError(f"{self.name} not ready after {timeout} s: {self.log.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"{self.name} not ready after {timeout} s: {self.log.read_text()[-3000:]}"
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs (a crashed node)."""
@@ -178,9 +186,12 @@ HAPROXY_CFG = """global
     maxconn 512
     # L7 retries re-send the buffered request: it must fit (one photo is < 200 KB).
     tune.bufsize 524288
+    log stdout format raw local0 info
 
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 1s
     timeout client 180s
     timeout server 180s
@@ -215,6 +226,10 @@ LB_UNAVAILABLE = (
 )
 
 
+# httplog's actconn/feconn/beconn/srv_conn/retries field ("+" marks a redispatch)
+_CONN_COUNTS = re.compile(r" \d+/\d+/\d+/\d+/(\+?\d+) ")
+
+
 @dataclass
 class Balancer:
     """haproxy on 127.0.0.1:port with an active health check on every API replica."""
@@ -233,7 +248,9 @@ class Balancer:
             raise RuntimeError("haproxy not found; install it: apt-get install haproxy")
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "503.http").write_text(LB_UNAVAILABLE)
-        servers = "\n".join(f"    server api{i} 127.0.0.1:{p} check" for i, p in enumerate(backends))
+        servers = "\n".join(
+            f"    server api{i} 127.0.0.1:{p} check" for i, p in enumerate(backends)
+        )
         cfg = self.workdir / "haproxy.cfg"
         cfg.write_text(HAPROXY_CFG.format(dir=self.workdir, port=self.port, servers=servers))
         subprocess.run([binary, "-c", "-q", "-f", str(cfg)], check=True)
@@ -249,6 +266,18 @@ class Balancer:
                     return
             time.sleep(0.2)
         raise RuntimeError("haproxy not ready after 30 s")
+
+    def events(self) -> dict[str, int]:
+        """From its log: health-check state changes, and requests it re-sent to another replica
+        (httplog's retries field is "+N" after a redispatch)."""
+        text = (self.workdir / "haproxy.log").read_text(errors="replace")
+        retries = [m.group(1) for m in _CONN_COUNTS.finditer(text)]
+        return {
+            "server DOWN": text.count(" is DOWN"),
+            "server UP": text.count(" is UP"),
+            "requests retried": sum(1 for r in retries if r.lstrip("+") != "0"),
+            "requests redispatched": sum(1 for r in retries if r.startswith("+")),
+        }
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

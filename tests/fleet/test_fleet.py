@@ -113,18 +113,21 @@ async def test_fleet_survives_killed_processes_and_a_fhir_outage(world: World) -
     await asyncio.gather(*clients)
     url = w.fleet.pg.url()
     queues = await asyncio.to_thread(checks.wait_drained, url, DRAIN_TIMEOUT_S)
+    assert w.fleet.lb is not None
+    lb = w.fleet.lb.events()
     print("timeline:", timeline, "statuses:", dict(tally.statuses), "retryable 5xx:",
-          dict(tally.retryable_5xx), "queues:", queues)  # fmt: skip
+          dict(tally.retryable_5xx), "queues:", queues, "balancer:", lb)  # fmt: skip
 
     # The faults happened, and clients saw them only as documented retryable answers.
     assert [a.starts for a in w.fleet.apis] == [2, 1, 1]
     assert [v.starts for v in w.fleet.workers] == [2, 1]
+    assert lb["server DOWN"] >= 1 and lb["server UP"] >= 1, lb  # it saw api0 go and come back
     assert tally.retryable_5xx, "nobody noticed the FHIR outage: the fault was not exercised"
     assert tally.unexpected == [], tally.unexpected[:5]
     assert tally.given_up() == []
     accepted = tally.accepted()
     kinds = Counter(s.kind for s in accepted)
-    assert kinds["pill"] >= 20 and kinds["imaging"] >= 2, kinds
+    assert kinds["pill"] >= 10 and kinds["imaging"] >= 2, kinds
 
     # Queues drained: every job finished (none failed, queued or running), outbox delivered.
     assert queues.jobs == {"done": kinds["imaging"]}, queues
