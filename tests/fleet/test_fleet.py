@@ -36,7 +36,9 @@ OUTAGE_S = float(os.environ.get("VERITY_FLEET_OUTAGE_S", "12"))
 CLIENTS = 4
 DRAIN_TIMEOUT_S = 120.0
 
-pytestmark = pytest.mark.slow
+# About 100 s on a quiet 2-core machine; the FHIR server's restart (Medplum indexes every R4
+# definition) and five model loads stretch several-fold when other jobs share the cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @dataclass
