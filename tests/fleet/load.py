@@ -27,6 +27,7 @@ class Sent:
     statuses: list[int]
     seconds: float
     verification_id: str | None  # set once accepted
+    ended: float = 0.0  # time.perf_counter() at the last answer
 
 
 @dataclass
@@ -94,7 +95,8 @@ async def send_one(
             tally.retryable_5xx[f"{r.status_code} {r.json().get('code')}"] += 1
         await asyncio.sleep(min(max(wait, backoff), 5.0))
         backoff = min(backoff * 2, 2.0)
-    sent.seconds = time.perf_counter() - start
+    sent.ended = time.perf_counter()
+    sent.seconds = sent.ended - start
     tally.sent.append(sent)
     return sent
 
