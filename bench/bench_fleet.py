@@ -41,7 +41,12 @@ from tests.fleet import checks  # noqa: E402
 from tests.fleet.fleet import Fleet, start_fhir  # noqa: E402
 from tests.fleet.load import Tally, client_task, percentile  # noqa: E402
 from tests.fleet.procs import Verity  # noqa: E402
-from tests.fleet.seed import Ehr, Request, imaging_requests, library_subset, pill_requests  # noqa: E402  # noqa: E402
+from tests.fleet.seed import (  # noqa: E402
+    Request,
+    imaging_requests,
+    library_subset,
+    pill_requests,
+)
 from tests.servers.orthanc import start_orthanc  # noqa: E402
 from tests.servers.servers import start_auth_server  # noqa: E402
 
@@ -70,8 +75,7 @@ def setup(products: int) -> Iterator[Setup]:
     try:
         rows = library_subset(work / "library", products)
         fleet.prepare(work / "library")
-        ehr = Ehr(fhir.base_url, fhir.admin_headers)
-        requests = pill_requests(ehr, rows) + imaging_requests(ehr, orthanc)
+        requests = pill_requests(fhir, rows) + imaging_requests(fhir, orthanc)
         token = auth.mint_token("api-caller", resource=auth.api_audience)["access_token"]
         yield Setup(work, auth, fhir, orthanc, fleet, requests, str(token))
     finally:

@@ -4,7 +4,6 @@ PACS, and the requests clients send (each a pill photo against an order, or a st
 from __future__ import annotations
 
 import csv
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,60 +47,34 @@ def library_subset(dst: Path, products: int, seed: int = 7) -> list[dict[str, st
 
 
 class Ehr:
-    """The EHR's admin: creates resources on the FHIR server, lists what Verity wrote."""
+    """The EHR's admin, listing what Verity wrote (seeding reuses tests/workflows' helpers)."""
 
-    def __init__(self, base_url: str, headers: Any) -> None:
-        self.base_url, self.headers = base_url, headers
-
-    def create(self, resource: dict[str, Any]) -> str:
-        r = httpx.post(f"{self.base_url}/{resource['resourceType']}", json=resource,
-                       headers=self.headers(), timeout=30)  # fmt: skip
-        assert r.status_code == 201, r.text
-        return f"{resource['resourceType']}/{r.json()['id']}"
+    def __init__(self, fhir_server: Any) -> None:
+        self.server = fhir_server
 
     def all_of(self, resource_type: str) -> list[dict[str, Any]]:
         """Every resource of a type on the server, following the paging links."""
         found: list[dict[str, Any]] = []
-        url: str | None = f"{self.base_url}/{resource_type}?_count=200"
+        url: str | None = f"{self.server.base_url}/{resource_type}?_count=200"
         while url:
-            r = httpx.get(url, headers=self.headers(), timeout=60)
+            r = httpx.get(url, headers=self.server.admin_headers(), timeout=60)
             r.raise_for_status()
             bundle = r.json()
             found += [e["resource"] for e in bundle.get("entry") or []]
             url = next((x["url"] for x in bundle.get("link", []) if x["relation"] == "next"), None)
         return found
 
-    def seed_study(self, case: str, pacs_url: str) -> str:
-        """A case's Patient, ServiceRequest and ImagingStudy (its Endpoint names the PACS)."""
-        folder = STUDIES / case / "fhir"
-        patient, order, study = (
-            json.loads((folder / f"{t}.json").read_text())
-            for t in ("Patient", "ServiceRequest", "ImagingStudy")
-        )
-        for r in (patient, order, study):
-            r.pop("id")
-        patient_ref = self.create(patient)
-        order["subject"] = {"reference": patient_ref}
-        study["subject"] = {"reference": patient_ref}
-        study["basedOn"] = [{"reference": self.create(order)}]
-        study["contained"][0]["address"] = pacs_url
-        return self.create(study)
 
-
-def pill_requests(ehr: Ehr, products: list[dict[str, str]], seed: int = 11) -> list[Request]:
+def pill_requests(
+    fhir_server: Any, products: list[dict[str, str]], seed: int = 11
+) -> list[Request]:
     """For each product an order, then requests pairing each order with a photo of the same
     product (mostly no write-back) or of another one (a DetectedIssue)."""
+    from tests.workflows.conftest import Ehr as Orders
+
     rng = random.Random(seed)
-    orders = {}
-    for row in products:
-        patient = ehr.create({"resourceType": "Patient", "name": [{"family": "Fleet"}]})
-        orders[row["product_id"]] = ehr.create({
-            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
-            "subject": {"reference": patient},
-            "medicationCodeableConcept": {
-                "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": row["ndc"]}]},
-            "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 1}}]}],
-        })  # fmt: skip
+    ehr = Orders(fhir_server)
+    orders = {row["product_id"]: ehr.order(ehr.patient(), row["ndc"]) for row in products}
     out = []
     ids = list(orders)
     for pid in ids:
@@ -113,10 +86,12 @@ def pill_requests(ehr: Ehr, products: list[dict[str, str]], seed: int = 11) -> l
     return out
 
 
-def imaging_requests(ehr: Ehr, orthanc: Any) -> list[Request]:
+def imaging_requests(fhir_server: Any, orthanc: Any) -> list[Request]:
     """The imaging cases STOWed into Orthanc and described on the FHIR server."""
+    from tests.workflows.test_imaging_e2e import Ehr as Studies
+
     out = []
     for case in IMAGING_CASES:
         orthanc.stow(sorted((STUDIES / case / "dicom").glob("*.dcm")))
-        out.append(Request("imaging", ehr.seed_study(case, orthanc.base_url)))
+        out.append(Request("imaging", Studies(fhir_server).seed(case, address=orthanc.base_url)))
     return out

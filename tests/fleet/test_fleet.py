@@ -61,7 +61,7 @@ def world() -> Iterator[World]:
         fhir = start_fhir(auth, work)
         orthanc = start_orthanc(work / "orthanc")
         fleet = Fleet(work / "fleet", auth, fhir.base_url, orthanc.base_url)
-        yield World(work, auth, fhir, orthanc, fleet, Ehr(fhir.base_url, fhir.admin_headers))
+        yield World(work, auth, fhir, orthanc, fleet, Ehr(fhir))
     finally:
         for part in (fleet, orthanc, fhir):
             if part is not None:
@@ -101,7 +101,7 @@ async def test_fleet_survives_killed_processes_and_a_fhir_outage(world: World) -
     w = world
     products = library_subset(w.work / "library", 8)
     assert "imported 8 products" in w.fleet.prepare(w.work / "library")
-    requests = pill_requests(w.ehr, products) + imaging_requests(w.ehr, w.orthanc)
+    requests = pill_requests(w.fhir, products) + imaging_requests(w.fhir, w.orthanc)
     base_url = w.fleet.start(apis=3, workers=2)
     token = w.auth.mint_token("api-caller", resource=w.auth.api_audience)["access_token"]
 
