@@ -3,7 +3,7 @@
 // signature, issuer, audience, SMART v1/v2 scopes), /metadata, smart-configuration, and paging
 // links on search Bundles (MemoryRepository returns total but no links). Data is in memory.
 // Usage: node fhir_server.mjs CONFIG.json   (written by tests/servers/fixtures.py)
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import {
   badRequest, forbidden, getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle,
@@ -39,6 +39,11 @@ indexSearchParameterBundle(perBaseType(readJson('fhir/r4/search-parameters.json'
 
 const router = new FhirRouter();
 const repo = new MemoryRepository();
+// Optional cfg.state_file: what is stored survives a stop (SIGTERM) and a start on the same port.
+if (cfg.state_file && existsSync(cfg.state_file)) {
+  for (const r of JSON.parse(readFileSync(cfg.state_file, 'utf8'))) await repo.createResource(r);
+}
+let inflight = 0;
 const jwks = createRemoteJWKSet(new URL(cfg.jwks_uri), { cooldownDuration: 1000 });
 
 const smartConfig = {
@@ -167,8 +172,28 @@ async function handle(req, res) {
 }
 
 const server = createServer((req, res) => {
+  inflight += 1;
+  res.on('close', () => { inflight -= 1; });
   handle(req, res).catch((err) => send(res, 500, normalizeOperationOutcome(err)));
 });
 server.keepAliveTimeout = 5000;
 server.listen(cfg.port, '127.0.0.1', () => console.log(`fhir server ready on ${BASE}`));
-for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { server.closeAllConnections(); process.exit(0); });
+function saveState() { // after the requests in flight (bounded): no half-applied transaction
+  server.close();
+  server.closeIdleConnections();
+  const deadline = Date.now() + 5000;
+  const save = () => {
+    if (inflight > 0 && Date.now() < deadline) return setTimeout(save, 20);
+    writeFileSync(cfg.state_file, JSON.stringify([...repo.resources.values()].flatMap((m) => [...m.values()])));
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  save();
+}
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    if (cfg.state_file) return saveState();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+}

@@ -79,6 +79,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 class NodeServer:
     """One node process with a JSON config file, stoppable and restartable on the same port."""
 
+    ready_timeout_s = 30.0  # raise it for a server restarted while the machine is loaded
+
     def __init__(self, script: str, config: dict[str, Any], workdir: Path, ready_url: str):
         self.script, self.config, self.workdir, self.ready_url = script, config, workdir, ready_url
         self.config_path = workdir / f"{Path(script).stem}.json"
@@ -98,7 +100,7 @@ class NodeServer:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        _wait_http(self.ready_url, self.proc, self.log_path)
+        _wait_http(self.ready_url, self.proc, self.log_path, self.ready_timeout_s)
 
     def stop(self) -> None:
         if self.proc is None:
