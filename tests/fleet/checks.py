@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 
+from service.config import WritebackSettings
 from tests.fleet.seed import Ehr
 
-IDENTIFIER_SYSTEM = "urn:verity:verification"  # WritebackSettings.identifier_system default
+IDENTIFIER_SYSTEM = WritebackSettings().identifier_system  # the default the fleet runs under
 WRITTEN_TYPES = ("DetectedIssue", "DiagnosticReport")
 
 
