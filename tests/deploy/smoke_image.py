@@ -136,7 +136,9 @@ def main() -> int:
                 files={"photo": ("p.jpg", PHOTO.read_bytes(), "image/jpeg")},
                 headers={"Authorization": f"Bearer {token}"},
             )
-            print(f"POST /v1/identify: without token {denied.status_code}, with {answer.status_code}")
+            print(
+                f"POST /v1/identify: without token {denied.status_code}, with {answer.status_code}"
+            )
             hc = _run([*podman, "healthcheck", "run", names[0]], check=False)
             print(f"HEALTHCHECK of the api container: exit {hc.returncode}")
             inspect = _run(
