@@ -5,12 +5,15 @@ reached over ASGI (no socket), under its lifespan (models, real PostgreSQL, real
 the real authorization server). Same checks: no 5xx, documented statuses, content types and
 schemas (problem+json for errors), invalid data refused, auth not ignored.
 
-Bounded: the coverage phase is deterministic (a fixed set of cases per operation) and
-fuzzing adds MAX_EXAMPLES generated cases; a fixed seed.
+Bounded: the coverage phase is deterministic (a fixed set of cases per operation: 927 in
+all for the 21 operations when written) and fuzzing adds up to MAX_EXAMPLES generated cases
+per operation; a fixed seed.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,14 +32,24 @@ MAX_EXAMPLES = 3
 
 
 class Tokens:
-    """Fresh API tokens from the real authorization server (they live 5 minutes)."""
+    """API tokens from the real authorization server; they live 5 minutes, so a new one is
+    minted every REUSE_S (not per case: ~1000 cases would mean ~1000 token requests)."""
+
+    REUSE_S = 120.0
 
     def __init__(self, auth_server: Any) -> None:
         self.auth_server = auth_server
+        self._token = ""
+        self._minted = -math.inf
 
     def header(self) -> dict[str, str]:
-        token = self.auth_server.mint_token("api-caller", resource=self.auth_server.api_audience)
-        return {"Authorization": f"Bearer {token['access_token']}"}
+        if time.monotonic() - self._minted > self.REUSE_S:
+            audience = self.auth_server.api_audience
+            self._token = self.auth_server.mint_token("api-caller", resource=audience)[
+                "access_token"
+            ]
+            self._minted = time.monotonic()
+        return {"Authorization": f"Bearer {self._token}"}
 
 
 @pytest.fixture(scope="module")
