@@ -62,6 +62,18 @@ def test_a_broken_file_fails_to_render_or_validate(tree: Path, tmp_path: Path) -
         render(broken / "base")
 
 
+def test_the_overlay_sets_the_hospital_values(example: list[dict[str, Any]]) -> None:
+    config = by_kind(example, "ConfigMap")["verity-config"]["data"]
+    assert config["VERITY_FHIR__CLIENT_ID"] == "verity-prod"  # merged over the base's value
+    assert config["VERITY_FHIR__PRIVATE_KEY_FILE"].startswith("/var/run/secrets/")  # kept
+    assert {r["metadata"].get("namespace") for r in example if r["kind"] != "Namespace"} == {
+        "verity"
+    }
+    assert by_kind(example, "HorizontalPodAutoscaler")["verity-api"]["spec"]["maxReplicas"] == 6
+    images = {c["image"] for spec in pod_specs(example).values() for c in spec["containers"]}
+    assert images == {"registry.hospital.example/verity:0.1.0"}
+
+
 def test_api_probes_and_port(example: list[dict[str, Any]]) -> None:
     config = next(iter(by_kind(example, "ConfigMap").values()))["data"]
     (api,) = pod_specs(example)["verity-api"]["containers"]
