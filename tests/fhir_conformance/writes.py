@@ -22,7 +22,7 @@ def ungated(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the builders return what they would queue even where the in-house gate
     (service/writeback/validate.py, tested in tests/writeback) refuses it: here the independent
     engines must see it, so that every failing constraint is listed, not only the first."""
-    monkeypatch.setattr(bundle, "refuse_invalid", lambda entries: None)
+    monkeypatch.setattr(bundle, "refuse_invalid", lambda *args, **kwargs: None)
 
 
 def _resources(b: dict[str, Any]) -> list[dict[str, Any]]:
