@@ -51,3 +51,32 @@ def test_provenance_without_the_model_card_entity_fails(monkeypatch, tmp_path):
     prov["entity"] = [e for e in prov["entity"] if e["what"].get("type") != "DocumentReference"]
     found = problems([prov], tmp_path)
     assert any("verity-prov-1" in p or "model" in p.lower() for p in found), found
+
+
+def test_provenance_agent_role_with_a_display_fails(monkeypatch, tmp_path):
+    prov = _first(all_cases(monkeypatch), "Provenance")
+    prov["agent"][0]["role"][0]["coding"][0]["display"] = "Artificial Intelligence"
+    found = problems([prov], tmp_path)
+    assert any("verity-prov-3" in p and " error " in p for p in found), found
+
+
+def test_provenance_agent_role_with_a_text_fails(monkeypatch, tmp_path):
+    prov = _first(all_cases(monkeypatch), "Provenance")
+    prov["agent"][0]["role"][0]["text"] = "AI"
+    found = problems([prov], tmp_path)
+    assert any("verity-prov-3" in p and " error " in p for p in found), found
+
+
+def test_device_without_the_model_card_extension_fails(monkeypatch, tmp_path):
+    device = _first(all_cases(monkeypatch), "Device")
+    device["extension"] = [e for e in device["extension"] if "modelCardDescription" not in e["url"]]
+    found = problems([device], tmp_path)
+    assert any("modelCardDescription" in p and " error " in p for p in found), found
+
+
+def test_model_card_extension_under_another_url_fails(monkeypatch, tmp_path):
+    device = _first(all_cases(monkeypatch), "Device")
+    for e in device["extension"]:
+        e["url"] = e["url"].replace("aitransparency.modelCardDescription", "modelCard")
+    found = problems([device], tmp_path)
+    assert any("modelCardDescription" in p and " error " in p for p in found), found
