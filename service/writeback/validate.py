@@ -181,6 +181,8 @@ class _Checker:
                     return False
                 continue
             rule = self.by_id.get(slice_id if path == "$this" else f"{slice_id}.{path}", {})
+            if path == "url" and not rule:
+                rule = _extension_url(self.by_id.get(slice_id, {}))
             values = [item] if path == "$this" else _walk(item, path.split("."))
             want = _fixed_or_pattern(rule)
             if want is None:
@@ -277,6 +279,13 @@ class _Checker:
         if profile is not None:
             return str(profile["type"])
         return url.removeprefix(CORE_SD)
+
+
+def _extension_url(slice_el: Mapping[str, Any]) -> dict[str, Any]:
+    """An extension slice's url rule from its type profile (the extension's canonical), when
+    the differential does not spell out the `url` child (SUSHI's and HL7's do not)."""
+    urls = [p for t in slice_el.get("type", []) for p in t.get("profile", [])]
+    return {"fixedUri": urls[0]} if len(urls) == 1 else {}
 
 
 def _member(value: Any, members: set[tuple[str, str]]) -> bool:

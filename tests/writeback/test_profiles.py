@@ -260,3 +260,22 @@ def test_validator_refuses_unknown_profiles_and_wrong_types():
     assert validate(issue, codes.PROFILE_PROVENANCE, registry=REGISTRY, fullurl_types=types) == [
         "resourceType is DetectedIssue, profile is for Provenance"
     ]
+
+
+def test_device_without_the_model_card_extension_fails():
+    def no_card(r):
+        r["extension"] = [
+            e for e in r["extension"] if not e["url"].endswith("modelCardDescription")
+        ]
+
+    assert broken("Device", no_card) == [
+        "Device.extension:modelCardDescription: 0 found, at least 1 required"
+    ]
+
+    def card_under_another_url(r):
+        for e in r["extension"]:
+            e["url"] = e["url"].replace("modelCardDescription", "modelCard")
+
+    assert broken("Device", card_under_another_url) == [
+        "Device.extension:modelCardDescription: 0 found, at least 1 required"
+    ]
