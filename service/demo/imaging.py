@@ -27,9 +27,11 @@ _WORDS = {Outcome.FAILED: "FAIL", Outcome.COULD_NOT_CHECK: "could not check",
 async def run_imaging_demo(
     connect: Connect, settings: Settings, *, first: int, deliver: bool
 ) -> list[str]:
-    """Generate, enrol, check and record the demo studies; print each; return the ids. Their
-    fingerprints are removed at the end: synthetic images never stay in an archive that real
-    studies are compared with (the audit rows stay, like the pill checks)."""
+    """Generate, enrol, check and record the demo studies; print each; return the ids. A checked
+    demo study never becomes history for the next (its phantoms come from one generator, so to
+    an image model they look alike), and the enrolled archive is removed at the end: synthetic
+    images never stay in an archive that real studies are compared with (the audit rows stay,
+    like the pill checks)."""
     ids: list[str] = []
     studies: list[str] = []
     with tempfile.TemporaryDirectory(prefix="verity-demo-studies-") as tmp:
@@ -80,7 +82,7 @@ async def _case(
     async with connect() as conn, conn.transaction():
         recorded = await record_check(
             conn, settings, checked, deliver=deliver,
-            caller=Caller(subject="verity demo", client_id="verity-demo"),
+            caller=Caller(subject="verity demo", client_id="verity-demo"), keep_history=False,
         )  # fmt: skip
     print(f"[{n}] {case.title}")
     print(f"    Study:    {order.procedure_text or order.procedure_code or 'imaging study'}, "
