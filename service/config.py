@@ -256,8 +256,9 @@ class ContentSettings(BaseModel):
     temperature: float = Field(0.05, gt=0, description="of the distance-weighted reference vote")
     match_p: float = Field(0.8, gt=0.5, le=1, description="P(compatible) for MATCH")
     mismatch_p: float = Field(0.9, gt=0.5, le=1, description="P(incompatible) for MISMATCH")
-    # Measured on the 29 real images of ../shared/data/dicom (bench/bench_imaging_tiers.py
-    # and docs/imaging.md): a 5% crop is <= 0.075 from its original, a 10% crop <= 0.112, a
+    # Measured once on the 29 real images of ../shared/data/dicom with a one-off script that
+    # is not kept (docs/imaging.md, "Pixel checks"; tests/workflows/test_pixel_tiers.py holds
+    # one real case): a 5% crop is <= 0.075 from its original, a 10% crop <= 0.112, a
     # gamma 0.7-1.5 re-window <= 0.145, half the size p95 0.27; two distinct images of the dev
     # studies are >= 0.258 apart. 0.12 lies between, nearer the copies.
     near_duplicate_distance: float = Field(

@@ -212,7 +212,7 @@ async def _content(
             these = await asyncio.to_thread(embedder.embed, name, images, cost)
         version = embedder.version(name)
         async with connect() as conn:
-            for row, i in enumerate(pending if depth else range(len(canvases))):
+            for row, i in enumerate(pending):
                 near = await image_vectors.nearest_labelled(conn, version, these[row], k=cfg.k)
                 refs = [_reference(n) for n in near if n.modality and n.body_part]
                 judged[i] = judge_image(canvases[i].header.sop_uid, label, refs, bands, name)
