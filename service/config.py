@@ -462,6 +462,67 @@ class WritebackSettings(BaseModel):
         return self
 
 
+class WebSettings(BaseModel):
+    """The SMART-launched web app for people (service/web): off until an EHR registers it."""
+
+    enabled: bool = False
+    public_url: str | None = Field(
+        None, description="how browsers reach Verity; the redirect URI is {public_url}/app/callback"
+    )
+    client_id: str | None = Field(None, description="Verity's client id at the EHR (SMART app)")
+    # Confidential asymmetric client (private_key_jwt) when a key is set; else a public client.
+    private_key_file: Path | None = None
+    private_key: SecretStr | None = None
+    key_id: str | None = None
+    signing_alg: Literal["RS384", "ES384"] = "ES384"
+    scopes: str = (
+        "launch openid fhirUser patient/Patient.rs patient/MedicationRequest.rs "
+        "patient/Medication.rs patient/ImagingStudy.rs user/Verification.rs "
+        "user/Library.cud user/Library.rs"
+    )
+    standalone_scopes: str = Field(
+        "launch/patient openid fhirUser patient/Patient.rs patient/MedicationRequest.rs "
+        "patient/Medication.rs patient/ImagingStudy.rs user/Verification.rs "
+        "user/Library.cud user/Library.rs",
+        description="asked when a person opens Verity directly: the EHR picks the patient",
+    )
+    session_secret: SecretStr | None = Field(
+        None, description="signs the session cookie; at least 32 characters"
+    )
+    session_idle_s: int = Field(900, ge=60, le=86_400, description="ends after this idle time")
+    session_max_s: int = Field(
+        28_800, ge=300, le=604_800, description="ends this long after launch"
+    )
+    launch_ttl_s: int = Field(600, ge=30, le=3600, description="a started launch must finish")
+    cookie_secure: bool = True
+    cookie_samesite: Literal["lax", "strict", "none"] = Field(
+        "lax", description="'none' (with Secure) when the EHR shows Verity in an iframe"
+    )
+    frame_ancestors: list[str] = Field(
+        default_factory=lambda: ["'self'"],
+        description="CSP frame-ancestors: the EHR origins allowed to embed the app",
+    )
+    http_timeout_s: float = Field(10.0, gt=0, description="calls to the EHR's authorization server")
+    max_orders: int = Field(100, ge=1, le=1000, description="orders listed for one patient")
+
+    @model_validator(mode="after")
+    def _complete(self) -> WebSettings:
+        if not self.enabled:
+            return self
+        if not self.public_url or not self.client_id:
+            raise ValueError("the web app needs VERITY_WEB__PUBLIC_URL and VERITY_WEB__CLIENT_ID")
+        secret = self.session_secret.get_secret_value() if self.session_secret else ""
+        if len(secret) < 32:
+            raise ValueError("VERITY_WEB__SESSION_SECRET must be set, at least 32 characters")
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise ValueError("SameSite=None cookies must be Secure")
+        return self
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{(self.public_url or '').rstrip('/')}/app/callback"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VERITY_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
@@ -486,12 +547,15 @@ class Settings(BaseSettings):
     pacs: PacsSettings = PacsSettings()
     imaging: ImagingSettings = ImagingSettings()
     grpc: GrpcSettings = GrpcSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         for name, value in self._secrets():
             if value.strip().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name} is a placeholder value; set a real secret")
+        if self.web.enabled and not self.fhir.base_url:
+            raise ValueError("the web app needs the EHR: set VERITY_FHIR__BASE_URL")
         if not self.auth.enabled and not is_loopback(self.server.host):
             raise ValueError(
                 f"refusing to serve on non-loopback address {self.server.host!r} with auth "
@@ -515,6 +579,10 @@ class Settings(BaseSettings):
             found.append(("VERITY_FHIR__PRIVATE_KEY", self.fhir.private_key.get_secret_value()))
         if self.pacs.password is not None:
             found.append(("VERITY_PACS__PASSWORD", self.pacs.password.get_secret_value()))
+        if self.web.session_secret is not None:
+            found.append(("VERITY_WEB__SESSION_SECRET", self.web.session_secret.get_secret_value()))
+        if self.web.private_key is not None:
+            found.append(("VERITY_WEB__PRIVATE_KEY", self.web.private_key.get_secret_value()))
         return found
 
     @property

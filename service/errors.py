@@ -14,7 +14,9 @@
     │   ├── FHIR reference errors    43xx  unknown/gone resource, bad reference, unsupported order
     │   ├── DICOM errors             44xx  malformed DICOM, too large, study not in PACS,
     │   │                                  PACS not allowed, no PACS, study over the limits
-    │   └── local input errors       45xx  (CLI) unreadable file, not a dataset, bad order file
+    │   ├── local input errors       45xx  (CLI) unreadable file, not a dataset, bad order file
+    │   └── web app errors           46xx  launch refused, session ended, form check failed,
+    │                                      outside the launch's patient, decision not allowed
     └── ServerError                  VERITY-5xxx: not the caller's fault; see `retryable`
         ├── InternalError            5000  unexpected; details only in the server log
         ├── DatabaseUnavailable      5030  PostgreSQL unreachable or pool exhausted
@@ -306,6 +308,34 @@ class OrderFileInvalid(ClientError):
     """The order file is not UTF-8 JSON holding one MedicationRequest (alone or in a Bundle)."""
 
     code, status, title = "VERITY-4502", 422, "Order file invalid"
+
+
+# --- 46xx the web app (service/web) ----------------------------------------------------
+
+
+class LaunchRefused(ClientError):
+    """A SMART launch could not start or finish: issuer not configured, unknown or reused
+    state, or the EHR refused the authorization; start again from the EHR."""
+
+    code, status, title = "VERITY-4600", 400, "Launch refused"
+
+
+class SessionEnded(ClientError):
+    """No web session, or it ended (idle too long, past its end, signed out): launch again."""
+
+    code, status, title = "VERITY-4601", 401, "Session ended"
+
+
+class FormCheckFailed(ClientError):
+    """A form was posted without this session's CSRF token, or from another origin."""
+
+    code, status, title = "VERITY-4602", 403, "Form check failed"
+
+
+class OutsideLaunchContext(ClientError):
+    """The resource belongs to another patient than the one the EHR launched Verity for."""
+
+    code, status, title = "VERITY-4603", 403, "Outside the launch's patient"
 
 
 # --- 5xxx server and upstream -----------------------------------------------------------

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import __version__
+from service import __version__, web
 from service.api import (
     discovery,
     health,
@@ -66,11 +66,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
                     ))  # fmt: skip
             if settings.grpc.port is not None:
                 app.state.grpc = await start_grpc(app.state, settings)
+            await web.start(app, settings)
             log.info("verity started", extra={"embedded_db": db.embedded})
             yield
         finally:
             if app.state.grpc is not None:
                 await app.state.grpc.stop()
+            await web.stop(app)
             stop_relay.set()
             for task in background:
                 await task
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(medication.router)
     app.include_router(imaging.router)
     app.include_router(imaging_library.router)
+    web.install(app, settings)
     openapi.install(app)
     return app
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -90,23 +90,33 @@ def problem_response(exc: VerityError, request: Request | None = None) -> JSONRe
     )
 
 
-async def _verity_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, VerityError)
-    if not isinstance(exc, ClientError):
-        log.warning("request failed", extra={"code": exc.code, "error": exc.detail})
+def _respond(request: Request, exc: VerityError) -> Response:
+    """problem+json, or the web app's error page for its own pages (app.state.error_page)."""
+    page = getattr(request.app.state, "error_page", None)
+    if page is not None and request.url.path.startswith("/app"):
+        PROBLEMS.labels(exc.code).inc()
+        response: Response = page(request, exc)
+        return response
     return problem_response(exc, request)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _verity_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VerityError)
+    if not isinstance(exc, ClientError):
+        log.warning("request failed", extra={"code": exc.code, "error": exc.detail})
+    return _respond(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    return problem_response(RequestInvalid("request failed validation", errors=errors), request)
+    return _respond(request, RequestInvalid("request failed validation", errors=errors))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     mapped: VerityError
     if exc.status_code == 404:
@@ -119,7 +129,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         mapped = RequestInvalid(str(exc.detail))
     else:
         mapped = InternalError()
-    return problem_response(mapped, request)
+    return _respond(request, mapped)
 
 
 def install(app: FastAPI) -> None:

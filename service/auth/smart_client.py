@@ -22,7 +22,7 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from joserfc.jwk import ECKey, RSAKey
 
-from service.config import FhirSettings
+from service.config import FhirSettings, WebSettings
 from service.errors import FhirAuthFailed, FhirUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class SmartConfiguration:
     signing_algs: tuple[str, ...]
 
 
-def load_signing_key(settings: FhirSettings) -> RSAKey | ECKey:
+def load_signing_key(settings: FhirSettings | WebSettings) -> RSAKey | ECKey:
     """The client's private key from a PEM/JWK file or the env value, typed by signing_alg."""
     raw: bytes
     if settings.private_key is not None:

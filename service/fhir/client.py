@@ -8,8 +8,9 @@ retried with exponential backoff and full jitter, honouring Retry-After.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Generator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +44,8 @@ class FhirClient:
         self.settings = settings
         self.auth = auth
         self._origin = urlsplit(self.base_url)[:2]
+        self._request_auth: httpx.Auth | None = None  # a person's token: see for_user()
+        self._owns_http = True
         self._http = httpx.AsyncClient(
             auth=auth,
             transport=transport,
@@ -52,7 +55,18 @@ class FhirClient:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
 
+    def for_user(self, access_token: str) -> FhirClient:
+        """The same server and connection pool, speaking with a person's token (SMART launch):
+        user-level access, never Verity's backend credentials. Not closed on its own."""
+        clone = copy.copy(self)
+        clone.auth = None
+        clone._request_auth = BearerToken(access_token)
+        clone._owns_http = False
+        return clone
+
     async def aclose(self) -> None:
+        if not self._owns_http:
+            return
         await self._http.aclose()
         if isinstance(self.auth, SmartBackendAuth):
             await self.auth.aclose()
@@ -94,7 +108,10 @@ class FhirClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = await self._http.request(method, url, json=json, params=params, headers=hdrs)
+                resp = await self._http.request(
+                    method, url, json=json, params=params, headers=hdrs,
+                    auth=self._request_auth or httpx.USE_CLIENT_DEFAULT,
+                )  # fmt: skip
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if last:
                     raise FhirUnavailable(f"{what}: {type(exc).__name__}") from None
@@ -210,6 +227,18 @@ class FhirClient:
                 outcome = (entry.get("response") or {}).get("outcome")
                 raise error_for(int(status), outcome, f"transaction entry {i}")
         return result
+
+
+class BearerToken(httpx.Auth):
+    """A fixed bearer token (a person's, from the SMART launch); no renewal: when it ends,
+    the person launches again."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = self._header
+        yield request
 
 
 def _json_or_none(resp: httpx.Response) -> Any:

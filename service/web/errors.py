@@ -1,0 +1,41 @@
+"""Errors on the web app's pages as pages: the same stable code and `retryable` as the API's
+problem+json, in words a person can act on."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from service.errors import SessionEnded, VerityError
+from service.web.render import render
+from service.web.security import SESSION_COOKIE
+
+log = logging.getLogger(__name__)
+
+NEXT_STEP = {
+    "VERITY-4600": "Start again from the EHR: open Verity from the patient's chart.",
+    "VERITY-4601": "Open Verity again from the patient's chart in the EHR.",
+    "VERITY-4602": "Go back, reload the page and send the form again.",
+    "VERITY-4603": "Open Verity from the chart of the patient this belongs to.",
+    "VERITY-4030": "Ask the EHR administrator for this permission.",
+}
+
+
+def error_page(request: Request, exc: VerityError) -> HTMLResponse:
+    """The error as a page with its code; a 401 also drops the dead session cookie."""
+    if exc.status >= 500:
+        log.warning("web page failed", extra={"code": exc.code, "path": request.url.path})
+    response = render(
+        request,
+        "error.html",
+        title=exc.title,
+        status=exc.status,
+        error=exc,
+        next_step=NEXT_STEP.get(exc.code, "Try again; if it keeps failing, tell the help desk "
+                                "the code shown."),
+    )  # fmt: skip
+    if isinstance(exc, SessionEnded):
+        response.delete_cookie(SESSION_COOKIE, path="/app")
+    return response
