@@ -119,7 +119,9 @@ def default_users() -> dict[str, User]:
             "launch openid fhirUser launch/patient patient/Patient.rs patient/ImagingStudy.rs "
             "patient/ServiceRequest.rs patient/Endpoint.rs user/Verification.rs",
         ),
-        User("auditor", "Practitioner/aud-1", "Ari Auditor", "openid fhirUser user/Verification.rs"),
+        User(
+            "auditor", "Practitioner/aud-1", "Ari Auditor", "openid fhirUser user/Verification.rs"
+        ),
     )
     return {u.id: u for u in users}
 
@@ -133,7 +135,9 @@ def seed_practitioners(fhir_server: FhirServer, users: dict[str, User] | None = 
         *given, family = u.name.split()
         name = {"text": u.name, "family": family, "given": given}
         body = {"resourceType": kind, "id": pid, "active": True, "name": [name]}
-        r = httpx.put(f"{fhir_server.base_url}/{kind}/{pid}", json=body, headers=headers, timeout=10)
+        r = httpx.put(
+            f"{fhir_server.base_url}/{kind}/{pid}", json=body, headers=headers, timeout=10
+        )
         r.raise_for_status()
 
 
