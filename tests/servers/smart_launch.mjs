@@ -124,6 +124,7 @@ ${needPatient ? '<label for="patient">Patient id</label><input id="patient" name
     if (!app || !appOrigins.has(app.origin)) return fail('app must be a registered app launch URL');
     if (!q.patient || typeof q.patient !== 'string') return fail('patient is required');
     if (q.user !== undefined && !users.has(q.user)) return fail('unknown user');
+    for (const [k, l] of launches) if (l.exp <= now()) launches.delete(k);
     const id = randomBytes(18).toString('base64url');
     launches.set(id, {
       patient: q.patient, encounter: typeof q.encounter === 'string' ? q.encounter : undefined,
@@ -155,7 +156,13 @@ ${needPatient ? '<label for="patient">Patient id</label><input id="patient" name
       ctx.body = loginPage(uid, { needPatient });
       return undefined;
     }
-    const form = await readForm(ctx.req);
+    let form;
+    try {
+      form = await readForm(ctx.req);
+    } catch {
+      ctx.status = 413; ctx.type = 'text/plain'; ctx.body = 'form too large';
+      return undefined;
+    }
     const user = users.get(form.get('user') ?? '');
     const bad = (error) => { ctx.status = 401; ctx.type = 'text/html'; ctx.body = loginPage(uid, { needPatient, error }); };
     if (!user || (user.password && form.get('password') !== user.password)) return bad('Unknown user or wrong password.');
