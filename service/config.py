@@ -489,6 +489,9 @@ class WebSettings(BaseModel):
     session_secret: SecretStr | None = Field(
         None, description="signs the session cookie; at least 32 characters"
     )
+    session_secret_file: Path | None = Field(
+        None, description="the same, read from a file (a mounted Secret)"
+    )
     session_idle_s: int = Field(900, ge=60, le=86_400, description="ends after this idle time")
     session_max_s: int = Field(
         28_800, ge=300, le=604_800, description="ends this long after launch"
@@ -511,12 +514,23 @@ class WebSettings(BaseModel):
             return self
         if not self.public_url or not self.client_id:
             raise ValueError("the web app needs VERITY_WEB__PUBLIC_URL and VERITY_WEB__CLIENT_ID")
-        secret = self.session_secret.get_secret_value() if self.session_secret else ""
+        secret = self.cookie_secret()
         if len(secret) < 32:
             raise ValueError("VERITY_WEB__SESSION_SECRET must be set, at least 32 characters")
         if self.cookie_samesite == "none" and not self.cookie_secure:
             raise ValueError("SameSite=None cookies must be Secure")
         return self
+
+    def cookie_secret(self) -> str:
+        """The session cookie's signing secret, from the environment or its file."""
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value()
+        if self.session_secret_file is not None:
+            try:
+                return self.session_secret_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read VERITY_WEB__SESSION_SECRET_FILE: {exc}") from None
+        return ""
 
     @property
     def redirect_uri(self) -> str:
@@ -579,8 +593,8 @@ class Settings(BaseSettings):
             found.append(("VERITY_FHIR__PRIVATE_KEY", self.fhir.private_key.get_secret_value()))
         if self.pacs.password is not None:
             found.append(("VERITY_PACS__PASSWORD", self.pacs.password.get_secret_value()))
-        if self.web.session_secret is not None:
-            found.append(("VERITY_WEB__SESSION_SECRET", self.web.session_secret.get_secret_value()))
+        if self.web.enabled:
+            found.append(("VERITY_WEB__SESSION_SECRET", self.web.cookie_secret()))
         if self.web.private_key is not None:
             found.append(("VERITY_WEB__PRIVATE_KEY", self.web.private_key.get_secret_value()))
         return found

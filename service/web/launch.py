@@ -97,6 +97,8 @@ async def callback(
         await web_sessions.create(
             conn, session_id, "active", data, timedelta(seconds=settings.web.session_max_s)
         )
+        # Ended sessions go as new ones start: no table of stale tokens, no extra timer.
+        await web_sessions.purge_expired(conn, timedelta(seconds=settings.web.session_idle_s))
     response = RedirectResponse("/app/", status_code=303)
     _cookie(response, settings, SESSION_COOKIE, signer.session(session_id), lifetime)
     response.delete_cookie(LAUNCH_COOKIE, path="/app")

@@ -25,7 +25,7 @@ class CookieSigner:
     """Signs the random ids the cookies carry; a tampered or too old cookie reads as none."""
 
     def __init__(self, settings: WebSettings) -> None:
-        secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
+        secret = settings.cookie_secret()
         self._session = TimestampSigner(secret, salt="verity-web-session")
         self._launch = TimestampSigner(secret, salt="verity-web-launch")
         self.max_age_s = settings.session_max_s
