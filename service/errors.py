@@ -338,6 +338,12 @@ class OutsideLaunchContext(ClientError):
     code, status, title = "VERITY-4603", 403, "Outside the launch's patient"
 
 
+class AuditSearchInvalid(ClientError):
+    """The audit search cannot run as given: a date is not a date, or 'from' is after 'to'."""
+
+    code, status, title = "VERITY-4620", 400, "Audit search invalid"
+
+
 # --- 5xxx server and upstream -----------------------------------------------------------
 
 
