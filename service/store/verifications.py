@@ -169,19 +169,6 @@ class AuditRow:
     fhir_status: str
 
 
-@dataclass(frozen=True)
-class DecisionRow:
-    id: str
-    created_at: datetime
-    action: str
-    code: str
-    reason: str | None
-    author_ref: str
-    author_display: str | None
-    caller_client_id: str | None
-    outbox_id: int | None
-
-
 # needs_attention is in every result JSON; the verdict is the fallback for rows without it.
 _NEEDS = """coalesce((v.result->>'needs_attention')::boolean,
                      v.verdict NOT IN ('MATCH', 'PASSED'))"""
@@ -263,16 +250,3 @@ async def daily_counts(conn: psycopg.AsyncConnection, f: AuditFilter) -> list[Da
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query.encode(), args)
         return [DayCount(**r) for r in await cur.fetchall()]
-
-
-async def decision(conn: psycopg.AsyncConnection, verification_id: str) -> DecisionRow | None:
-    """The person's decision on a verification (table verification_decision), if any."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            """SELECT id::text, created_at, action, code, reason, author_ref, author_display,
-                      caller_client_id, outbox_id
-               FROM verification_decision WHERE verification_id = %s""",
-            (verification_id,),
-        )
-        row = await cur.fetchone()
-    return DecisionRow(**row) if row else None

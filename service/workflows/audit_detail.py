@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from service.store import outbox
+from service.store import decisions, outbox
 from service.store import verifications as audit
 from service.store.pool import Connect
 
@@ -63,7 +63,7 @@ class AuditDetail:
     checks: list[CheckLine]
     fhir_status: str  # what the result says about the EHR write (queued, not_written, dry_run)
     writes: list[WriteView]
-    decision: audit.DecisionRow | None
+    decision: decisions.DecisionRow | None  # with the delivery state of its EHR write
     raw_json: str
 
 
@@ -77,7 +77,7 @@ async def detail(connect: Connect, verification_id: str) -> AuditDetail:
     async with connect() as conn:
         v = await audit.get(conn, verification_id)
         rows = await outbox.for_verification(conn, v.id)
-        decision = await audit.decision(conn, v.id)
+        decision = await decisions.get(conn, v.id)
     result = v.result
     decision_outbox = decision.outbox_id if decision else None
     return AuditDetail(

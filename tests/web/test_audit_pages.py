@@ -21,6 +21,8 @@ import pytest
 from service.store import outbox
 from service.store import verifications as store
 from service.workflows.audit import CSV_COLUMNS, csv_cell
+from service.workflows.decisions import Decision, DecisionView, record_decision
+from service.workflows.record import Caller
 from tests.web.conftest import AUDITOR_SCOPES, sign_in
 from tests.workflows.conftest import PHOTO_A, PHOTO_B, PRODUCT_A, PRODUCT_B, photo
 
@@ -42,16 +44,16 @@ async def submit(client, api_token: str, order: str, picture: bytes, **form: str
     return dict(r.json())
 
 
-async def decide(client, verification_id: str, action: str, author: str) -> None:
-    """A person's decision, as the decisions workflow keeps it (table verification_decision)."""
-    code = {"confirmed": "14", "removed": "13", "returned": "13", "other": "OE"}[action]
-    async with client.app.state.db.pool.connection() as conn:
-        await conn.execute(
-            """INSERT INTO verification_decision (id, verification_id, action, code, reason,
-                   author_ref, author_display, caller_client_id)
-               VALUES (%s, %s, %s, %s, NULL, %s, 'A Pharmacist', 'verity-web-public')""",
-            (str(uuid.uuid4()), verification_id, action, code, author),
-        )
+async def decide(client, verification_id: str, action: str, author: str) -> DecisionView:
+    """A person's decision through the decisions workflow (audit row + EHR mitigation write)."""
+    app = client.app
+    decision = Decision(action, None, author, "A Pharmacist",
+                        Caller(author, "verity-web-public", ("user/Verification.rs",)))  # fmt: skip
+    view, created = await record_decision(
+        app.state.db.pool.connection, app.state.settings, verification_id, decision
+    )
+    assert created
+    return view
 
 
 async def search(client, csrf: str, **criteria: str) -> list[str]:
@@ -81,11 +83,11 @@ async def seeded(web_app, api_token, ehr):
     assert [v["verdict"] for v in (match, wrong1, wrong2, other)] == [
         "MATCH", "MISMATCH", "MISMATCH", "MISMATCH"]  # fmt: skip
     decider = f"Practitioner/pharm-{uuid.uuid4().hex[:8]}"
-    await decide(web_app, wrong1["id"], "confirmed", decider)
+    confirmed = await decide(web_app, wrong1["id"], "confirmed", decider)
     await decide(web_app, wrong2["id"], "removed", "Practitioner/pharm-other")
     return {"one": one, "two": two, "order_one": order_one, "decider": decider,
             "match": match["id"], "wrong1": wrong1["id"], "wrong2": wrong2["id"],
-            "other": other["id"]}  # fmt: skip
+            "other": other["id"], "confirmed_code": confirmed.code}  # fmt: skip
 
 
 async def test_search_by_patient_verdict_and_decider_returns_exactly_those_rows(
@@ -168,7 +170,10 @@ async def test_detail_shows_the_bundle_written_its_delivery_and_the_decision(
         assert f'<th scope="row">{t}</th>' in page
     issue = ehr.search(f"DetectedIssue?patient={seeded['one']}")
     assert any(row.fhir_location.startswith(f"DetectedIssue/{i['id']}") for i in issue)
-    assert 'data-testid="audit-decision-action">confirmed (14)' in page
+    code = seeded["confirmed_code"]
+    assert f'data-testid="audit-decision-action">confirmed ({code})' in page
+    decision_write = page.split('data-purpose="decision"')[1]  # the mitigation, also shown
+    assert '<th scope="row">DetectedIssue</th>' in decision_write
     assert seeded["decider"] in page and "A Pharmacist" in page
     assert "Identified as" in page and "MISMATCH" in page  # per-pill evidence
     async with web_app.app.state.db.pool.connection() as conn:
