@@ -14,14 +14,25 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
+from service.config import AuditViewSettings
+from service.errors import AuditSearchInvalid
 from service.store import outbox
 from service.store import verifications as store
-from service.workflows.audit import CSV_COLUMNS, csv_cell
+from service.verify.imaging.results import (
+    CheckResult,
+    FindingCode,
+    ImagingVerification,
+    Outcome,
+    StudyCounts,
+)
+from service.workflows.audit import CSV_COLUMNS, AuditQuery, csv_cell
+from service.workflows.audit_chart import period
 from service.workflows.decisions import Decision, DecisionView, record_decision
+from service.workflows.imaging.summary import to_json as imaging_json
 from service.workflows.record import Caller
 from tests.web.conftest import AUDITOR_SCOPES, sign_in
 from tests.workflows.conftest import PHOTO_A, PHOTO_B, PRODUCT_A, PRODUCT_B, photo
@@ -285,3 +296,54 @@ async def test_no_patient_data_in_urls_or_logs(web_app, auth_server, seeded, cap
     assert hrefs and not any(pid in h for h in hrefs)
     await web_app.post("/app/audit/export", data={"csrf_token": csrf})
     assert not any(pid in r.getMessage() or pid in str(r.__dict__) for r in caplog.records)
+
+
+async def test_imaging_verification_shows_its_checks_and_its_finding_is_searchable(
+    web_app, auth_server
+):
+    """An imaging result as the imaging workflow stores it (its own JSON shape): the detail
+    shows the checks table, and the finding and kind filters find it."""
+    checks = [
+        CheckResult(FindingCode.LATERALITY_MISMATCH, Outcome.FAILED, "high",
+                    "The images are of the left side; the order is for the right.",
+                    dicom=("L",), expected=("R",)),
+        CheckResult(FindingCode.MODALITY_MISMATCH, Outcome.PASSED, "moderate",
+                    "The modality is the one ordered.", dicom=("DX",), expected=("DX",)),
+    ]  # fmt: skip
+    study = f"ImagingStudy/audit-{uuid.uuid4().hex[:8]}"
+    order = f"ServiceRequest/sr-{uuid.uuid4().hex[:8]}"
+    v = ImagingVerification(
+        id=str(uuid.uuid4()), created_at=datetime.now(UTC), study_ref=study,
+        study_uid="1.2.3", checks=checks, counts=StudyCounts(), patient_ref="Patient/img-1",
+        order_ref=order,
+    )  # fmt: skip
+    async with web_app.app.state.db.pool.connection() as conn:
+        await store.insert(conn, store.NewVerification(
+            id=v.id, kind="imaging", request_sha256=v.id, order_ref=study,
+            verdict=v.outcome, result=imaging_json(v), patient_ref=v.patient_ref))  # fmt: skip
+    csrf = await sign_in_auditor(web_app, auth_server)
+    found = await search(web_app, csrf, order=study, kind="imaging",
+                         finding="LATERALITY_MISMATCH", verdict="FAILED")  # fmt: skip
+    assert found == [v.id]
+    assert await search(web_app, csrf, order=study, finding="MODALITY_MISMATCH") == []
+    assert await search(web_app, csrf, order=order, kind="imaging") == [v.id]
+    page = (await web_app.get(f"/app/audit/{v.id}")).text
+    table = page.split('id="audit-checks"')[1].split("</table>")[0]
+    assert '<th scope="row">LATERALITY_MISMATCH</th><td>failed</td>' in table
+    assert "<td>L</td><td>R</td>" in table
+    assert 'id="audit-pills"' not in page
+
+
+def test_search_criteria_are_checked_and_the_chart_period_bounded():
+    q = AuditQuery.parse({"patient": " 123 ", "verdict": "", "date_from": "2026-01-01"})
+    assert q.patient == "Patient/123" and q.verdict is None
+    assert AuditQuery.from_session(q.to_session()) == q
+    for bad in ({"verdict": "GOOD"}, {"kind": "x"}, {"date_to": "yesterday"},
+                {"order": "not a reference"}, {"patient": "P/" + "1" * 300}):  # fmt: skip
+        with pytest.raises(AuditSearchInvalid):
+            AuditQuery.parse(bad)
+    settings = AuditViewSettings(chart_default_days=30, chart_max_days=90)
+    today = date(2026, 12, 1)
+    assert period(AuditQuery(), settings, today) == (date(2026, 11, 2), today, False)
+    long = AuditQuery(date_from=date(2025, 1, 1), date_to=date(2026, 6, 30))
+    assert period(long, settings, today) == (date(2026, 4, 2), date(2026, 6, 30), True)
