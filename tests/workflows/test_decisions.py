@@ -83,6 +83,4 @@ async def test_other_needs_a_reason_and_unknown_actions_are_refused(pill_app):
     app = pill_app.app
     for bad in (decision("other"), decision("other", "   "), decision("shrug")):
         with pytest.raises(RequestInvalid):
-            await record_decision(
-                app.state.db.pool.connection, app.state.settings, "0" * 32, bad
-            )
+            await record_decision(app.state.db.pool.connection, app.state.settings, "0" * 32, bad)
