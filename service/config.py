@@ -462,6 +462,22 @@ class WritebackSettings(BaseModel):
         return self
 
 
+class AuditViewSettings(BaseModel):
+    """The audit view of the web app (service/web/audit.py): page size, export and chart bounds."""
+
+    page_size: int = Field(25, ge=5, le=200, description="verifications per page of results")
+    csv_max_rows: int = Field(
+        100_000, ge=1, le=1_000_000, description="rows of one CSV export, at most"
+    )
+    csv_batch_rows: int = Field(
+        1000, ge=10, le=10_000, description="rows read per database step of a CSV export"
+    )
+    chart_default_days: int = Field(
+        30, ge=1, le=366, description="days charted when the search gives no 'from' date"
+    )
+    chart_max_days: int = Field(366, ge=7, le=3660, description="longest period one chart shows")
+
+
 class WebSettings(BaseModel):
     """The SMART-launched web app for people (service/web): off until an EHR registers it."""
 
@@ -506,6 +522,7 @@ class WebSettings(BaseModel):
         description="CSP frame-ancestors: the EHR origins allowed to embed the app",
     )
     http_timeout_s: float = Field(10.0, gt=0, description="calls to the EHR's authorization server")
+    audit: AuditViewSettings = Field(default_factory=AuditViewSettings)
     max_orders: int = Field(100, ge=1, le=1000, description="orders listed for one patient")
 
     @model_validator(mode="after")

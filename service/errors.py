@@ -350,6 +350,12 @@ class DecisionExists(ClientError):
     code, status, title = "VERITY-4605", 409, "Already decided"
 
 
+class AuditSearchInvalid(ClientError):
+    """The audit search cannot run as given: a date is not a date, or 'from' is after 'to'."""
+
+    code, status, title = "VERITY-4620", 400, "Audit search invalid"
+
+
 # --- 5xxx server and upstream -----------------------------------------------------------
 
 

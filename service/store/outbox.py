@@ -154,3 +154,13 @@ async def status(conn: psycopg.AsyncConnection, *, dead_limit: int = 50) -> Outb
         )
         dead = [OutboxRow(**r) for r in await dcur.fetchall()]
     return OutboxStatus(counts, float(oldest) if oldest is not None else None, dead)
+
+
+async def for_verification(conn: psycopg.AsyncConnection, verification_id: str) -> list[OutboxRow]:
+    """Every write queued for one verification (its own, then a decision's), oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE verification_id = %s ORDER BY id",
+            (verification_id,),
+        )
+        return [OutboxRow(**r) for r in await cur.fetchall()]

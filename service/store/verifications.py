@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -131,3 +131,122 @@ async def search(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query.encode(), (*args, limit))
         return [VerificationRow(**r) for r in await cur.fetchall()]
+
+
+# --- the audit view (service/workflows/audit.py): verifications with decision and write state
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What an auditor searches for; None matches anything. `order_ref` matches the order or
+    study checked, or the order an imaging study was based on."""
+
+    kind: str | None = None
+    patient_ref: str | None = None
+    order_ref: str | None = None
+    verdict: str | None = None
+    finding: str | None = None
+    decided_by: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One line of the audit list: the verification, its decision and its own FHIR write."""
+
+    id: str
+    kind: str
+    created_at: datetime
+    verdict: str
+    order_ref: str
+    patient_ref: str | None
+    findings: list[str]
+    needs_attention: bool
+    decided_by: str | None
+    decision: str | None
+    decided_at: datetime | None
+    fhir_status: str
+
+
+# needs_attention is in every result JSON; the verdict is the fallback for rows without it.
+_NEEDS = """coalesce((v.result->>'needs_attention')::boolean,
+                     v.verdict NOT IN ('MATCH', 'PASSED'))"""
+_FROM = """FROM verification v
+           LEFT JOIN verification_decision d ON d.verification_id = v.id"""
+
+
+def _audit_where(f: AuditFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause of an audit filter: fixed SQL fragments, values as parameters."""
+    clauses: list[tuple[str, Any]] = [
+        ("v.kind = %s", f.kind),
+        ("v.patient_ref = %s", f.patient_ref),
+        ("v.verdict = %s", f.verdict),
+        ("v.result->'findings' ? %s", f.finding),
+        ("d.author_ref = %s", f.decided_by),
+        ("v.created_at >= %s", f.since),
+        ("v.created_at < %s", f.until),
+    ]
+    where = ["TRUE"] + [sql for sql, value in clauses if value is not None]
+    args = [value for _, value in clauses if value is not None]
+    if f.order_ref is not None:
+        where.append("(v.order_ref = %s OR v.result->>'order_ref' = %s)")
+        args += [f.order_ref, f.order_ref]
+    return " AND ".join(where), args
+
+
+async def audit_page(
+    conn: psycopg.AsyncConnection,
+    f: AuditFilter,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+) -> list[AuditRow]:
+    """Newest first; `after` is the keyset cursor (created_at, id) of the last row seen, so
+    rows created in the same instant are neither skipped nor repeated."""
+    where, args = _audit_where(f)
+    if after is not None:
+        where += " AND (v.created_at, v.id) < (%s, %s::uuid)"
+        args += [after[0], after[1]]
+    query = f"""SELECT v.id::text, v.kind, v.created_at, v.verdict, v.order_ref, v.patient_ref,
+                  coalesce(v.result->'findings', '[]'::jsonb) AS findings,
+                  {_NEEDS} AS needs_attention,
+                  d.author_ref AS decided_by, d.action AS decision, d.created_at AS decided_at,
+                  coalesce(o.status, v.result->'fhir'->>'status', 'not_written') AS fhir_status
+                {_FROM}
+                LEFT JOIN LATERAL (
+                    SELECT status FROM outbox o
+                    WHERE o.verification_id = v.id AND o.id IS DISTINCT FROM d.outbox_id
+                    ORDER BY o.id LIMIT 1) o ON TRUE
+                WHERE {where}
+                ORDER BY v.created_at DESC, v.id DESC LIMIT %s"""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.encode(), (*args, limit))
+        return [AuditRow(**r) for r in await cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """One day (UTC) of the audit chart."""
+
+    day: date
+    clean: int
+    attention: int
+    decisions: int
+    overrides: int  # confirmed as right where Verity flagged it: Verity was overridden
+    upheld: int  # wrong product removed or sent back: Verity was right
+
+
+async def daily_counts(conn: psycopg.AsyncConnection, f: AuditFilter) -> list[DayCount]:
+    """Verdicts and decisions per day of the verification (UTC), days without any omitted."""
+    where, args = _audit_where(f)
+    query = f"""SELECT (v.created_at AT TIME ZONE 'UTC')::date AS day,
+                  count(*) FILTER (WHERE NOT {_NEEDS}) AS clean,
+                  count(*) FILTER (WHERE {_NEEDS}) AS attention,
+                  count(d.id) AS decisions,
+                  count(d.id) FILTER (WHERE d.action = 'confirmed' AND {_NEEDS}) AS overrides,
+                  count(d.id) FILTER (WHERE d.action IN ('removed', 'returned')) AS upheld
+                {_FROM} WHERE {where} GROUP BY 1 ORDER BY 1"""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query.encode(), args)
+        return [DayCount(**r) for r in await cur.fetchall()]

@@ -19,6 +19,7 @@ NEXT_STEP = {
     "VERITY-4601": "Open Verity again from the patient's chart in the EHR.",
     "VERITY-4602": "Go back, reload the page and send the form again.",
     "VERITY-4603": "Open Verity from the chart of the patient this belongs to.",
+    "VERITY-4620": "Correct the search fields and search again.",
     "VERITY-4030": "Ask the EHR administrator for this permission.",
 }
 
