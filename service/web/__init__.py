@@ -5,6 +5,7 @@
     security.py  signed cookies, CSRF, the page security headers (CSP frame-ancestors)
     render.py    Jinja templates (autoescaped); errors.py: errors as pages with their code
     pages.py     the start page; one module per further page group
+    imaging.py   the imaging check: study, live progress, result, thumbnails, decision
 
 Pages call the same workflows as the REST API; the EHR is read with the person's token.
 """
@@ -16,12 +17,12 @@ from fastapi.staticfiles import StaticFiles
 
 from service.auth.smart_launch import SmartLaunch
 from service.config import Settings
-from service.web import launch, pages
+from service.web import imaging, launch, pages
 from service.web.errors import error_page
 from service.web.render import STATIC
 from service.web.security import CookieSigner, PageHeadersMiddleware
 
-ROUTERS = (launch.router, pages.router)
+ROUTERS = (launch.router, pages.router, imaging.router)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
