@@ -136,6 +136,10 @@ async def test_a_clean_study_is_checked_from_its_page_and_passes_with_table_and_
     modality = re.search(r'data-check="MODALITY_MISMATCH".*?</tr>', html, re.S).group(0)
     assert '<th scope="row">Modality</th>' in modality and modality.count("DX") == 2
     assert 'id="decision"' not in html  # a passed study needs no decision
+    csrf = await sign_in_for(imaging_web_app, auth_server, study)
+    nothing = await imaging_web_app.post(f"{page}/decision",
+                                         data={"csrf_token": csrf, "action": "confirmed"})  # fmt: skip
+    assert nothing.status_code == 409 and "VERITY-4604" in nothing.text
     for ref in (study.ref, study.patient):
         assert ref.split("/")[1] not in html  # no FHIR ids on the page's links
 
@@ -167,6 +171,10 @@ async def test_a_laterality_mismatch_is_decided_and_the_decision_reaches_the_ehr
     assert {"LATERALITY_MISMATCH"} == EXPECTED[LATERALITY]
     assert 'id="decision"' in html and 'name="action"' in html
 
+    unsaid = await imaging_web_app.post(
+        f"{page}/decision", data={"csrf_token": csrf, "action": "other", "reason": " "}
+    )
+    assert unsaid.status_code == 422 and "VERITY-4000" in unsaid.text
     r = await imaging_web_app.post(
         f"{page}/decision", data={"csrf_token": csrf, "action": "returned", "reason": ""}
     )

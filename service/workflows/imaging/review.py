@@ -11,6 +11,7 @@ from service.store import imaging_review, jobs
 from service.store import verifications as audit
 from service.store.jobs import JobRow
 from service.store.pool import Connect
+from service.verify.imaging.bodyparts import REGIONS, region_for_code
 from service.verify.imaging.results import FindingCode
 from service.workflows.imaging.thumbnails import Thumbnail
 
@@ -43,6 +44,17 @@ HEADLINES = {
     "INCOMPLETE": "Some checks could not be run: the study was not fully verified.",
 }
 NEEDS_DECISION = frozenset({"FAILED", "UNCERTAIN", "INCOMPLETE"})
+SIDES = {"R": "R (right)", "L": "L (left)", "B": "B (both sides)", "U": "U (unpaired)"}
+
+
+def value_words(code: str, value: str) -> str:
+    """A compared value as a radiographer reads it: SNOMED CT body sites with their region,
+    DICOM sides spelled out; other values as the header or the EHR gives them."""
+    if code == FindingCode.LATERALITY_MISMATCH:
+        return SIDES.get(value, value)
+    if code == FindingCode.BODY_PART_MISMATCH and (region := region_for_code(value)):
+        return f"{REGIONS[region].meaning} (SNOMED CT {value})"
+    return value
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,9 @@ def check_row(check: dict[str, Any]) -> CheckRow:
     except ValueError:
         name = code
     return CheckRow(
-        code=code, name=name, dicom=", ".join(check.get("dicom") or ()) or "—",
-        ehr=", ".join(check.get("expected") or ()) or "—", outcome=outcome,
+        code=code, name=name, outcome=outcome,
+        dicom=", ".join(value_words(code, v) for v in check.get("dicom") or ()) or "—",
+        ehr=", ".join(value_words(code, v) for v in check.get("expected") or ()) or "—",
         outcome_words=OUTCOME_WORDS.get(outcome, outcome), summary=str(check.get("summary") or ""),
         severity=str(check.get("severity") or ""), evidence=dict(check.get("evidence") or {}),
     )  # fmt: skip
