@@ -325,6 +325,9 @@ class ImagingSettings(BaseModel):
     )
     content: ContentSettings = Field(default_factory=ContentSettings)
     library: ImagingLibrarySettings = Field(default_factory=ImagingLibrarySettings)
+    review_thumbnails: int = Field(
+        12, ge=0, le=64, description="windowed thumbnails kept with a verification for people"
+    )
     worker_enabled: bool = Field(True, description="run imaging jobs inside `verity serve`")
     poll_interval_s: float = Field(1.0, gt=0)
     lease_s: float = Field(300.0, ge=5, description="a claimed job comes due again after this")

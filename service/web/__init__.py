@@ -6,6 +6,7 @@
     render.py    Jinja templates (autoescaped); errors.py: errors as pages with their code
     pages.py     the start page; one module per further page group
     audit.py     the audit view: search, one verification in full, chart (charts.py), CSV
+    imaging.py   the imaging check: study, live progress, result, thumbnails, decision
 
 Pages call the same workflows as the REST API; the EHR is read with the person's token.
 """
@@ -17,12 +18,12 @@ from fastapi.staticfiles import StaticFiles
 
 from service.auth.smart_launch import SmartLaunch
 from service.config import Settings
-from service.web import audit, launch, pages
+from service.web import audit, imaging, launch, pages
 from service.web.errors import error_page
 from service.web.render import STATIC
 from service.web.security import CookieSigner, PageHeadersMiddleware
 
-ROUTERS = (launch.router, pages.router, audit.router)
+ROUTERS = (launch.router, pages.router, imaging.router, audit.router)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -130,3 +130,30 @@ async def sign_in(
         await web_sessions.create(conn, session_id, "active", data, timedelta(seconds=session_s))
     client.cookies.set(SESSION_COOKIE, app.state.web_signer.session(session_id), path="/app")
     return str(data["csrf"])
+
+
+# The imaging check pages need a PACS: the same app as `web_app` with its own database, Orthanc
+# as the allow-listed DICOMweb server and the imaging worker running (the e2e settings).
+@pytest.fixture(scope="session")
+async def imaging_web_app(
+    make_database: Any, web_url: str, auth_server: Any, fhir_server: Any, orthanc: Any,
+    api_token: str, tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+    from service.config import PacsSettings
+    from tests.workflows.test_imaging_e2e import imaging_settings
+
+    url: str = make_database("imaging_web")
+    await migrate.upgrade(url)
+    settings = api_settings(
+        url, auth_server, tmp_path_factory.mktemp("imaging_web"),
+        fhir=fhir_server.settings_for("verity-rs384", max_retries=1, timeout_s=5,
+                                      connect_timeout_s=1),
+        outbox=OutboxSettings(poll_interval_s=0.1, backoff_base_s=0.2, backoff_max_s=1.0),
+        pacs=PacsSettings(base_url=orthanc.base_url, max_retries=1, backoff_base_s=0.05,
+                          timeout_s=5, connect_timeout_s=1),
+        imaging=imaging_settings(), web=web_settings(web_url),
+    )  # fmt: skip
+    async with app_client(settings, api_token, timeout=120) as client:
+        client.base_url = httpx.URL(web_url)
+        client.headers.pop("Authorization")
+        yield client

@@ -105,6 +105,7 @@ class CheckedStudy:
     prints: list[FingerprintRow]
     images: list[tuple[ImageRecord, np.ndarray]] = field(default_factory=list)
     model_version: str | None = None
+    canvases: list[Canvas] = field(default_factory=list)  # representative frames, for review
 
     def history(self) -> list[FingerprintRow]:
         """The fingerprints as archive history, tied to the verification that checked them."""
@@ -193,7 +194,7 @@ async def check_study(
         caller=caller,
         tiers=tiers,
     )
-    return CheckedStudy(v, pixels.rows, tier.history, tier.model_version)
+    return CheckedStudy(v, pixels.rows, tier.history, tier.model_version, pixels.canvases)
 
 
 def _tier(tiers: dict[str, Any], name: str, t0: float) -> float:
@@ -208,8 +209,9 @@ def _tier(tiers: dict[str, Any], name: str, t0: float) -> float:
 def _embed_wanted(
     settings: Settings, embedder: ImageEmbedder | None, headers: Sequence[InstanceHeader]
 ) -> set[str]:
-    """The instances whose representative frames are kept as canvases for the embedding tier."""
-    if embedder is None:
+    """The instances whose representative frames are kept as canvases: for the embedding tier,
+    and as the review thumbnails (kept with the verification even when the tier is off)."""
+    if embedder is None and settings.imaging.review_thumbnails == 0:
         return set()
     return representative(headers, settings.imaging.content.images_per_series)
 

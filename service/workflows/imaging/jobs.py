@@ -28,6 +28,7 @@ from service.store import verifications as audit
 from service.store.jobs import JobRow, LeaseLost
 from service.store.pool import Connect
 from service.verify.imaging.results import ImagingVerification, StudyCounts
+from service.workflows.imaging import thumbnails
 from service.workflows.imaging.check import CheckedStudy, check_study
 from service.workflows.imaging.read import ResourceSource, read_study
 from service.workflows.imaging.sources import PacsSources
@@ -85,10 +86,14 @@ async def record_check(
     in the caller's transaction."""
     v = checked.verification
     write = imaging_write(v, settings.writeback)
+    shown = thumbnails.choose(checked.canvases, settings.imaging.review_thumbnails)
+    row = audit_row(v, caller or Caller(), request_sha256)
+    row.result["thumbnails"] = [t.describe() for t, _ in shown]
     recorded = await record(
-        conn, audit_row(v, caller or Caller(), request_sha256), write, deliver=deliver,
-        findings=[f.value for f in v.findings],
+        conn, row, write, deliver=deliver, findings=[f.value for f in v.findings]
     )  # fmt: skip
+    if recorded.created:
+        await thumbnails.keep(conn, v.id, shown)
     if keep_history and recorded.created:
         await checked.record_history(conn)
     return recorded
