@@ -151,7 +151,7 @@ async def imaging_web_app(
         outbox=OutboxSettings(poll_interval_s=0.1, backoff_base_s=0.2, backoff_max_s=1.0),
         pacs=PacsSettings(base_url=orthanc.base_url, max_retries=1, backoff_base_s=0.05,
                           timeout_s=5, connect_timeout_s=1),
-        imaging=imaging_settings(), web=web_settings(web_url),
+        imaging=imaging_settings(), web=web_settings(web_url, auth_server),
     )  # fmt: skip
     async with app_client(settings, api_token, timeout=120) as client:
         client.base_url = httpx.URL(web_url)
