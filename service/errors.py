@@ -338,6 +338,13 @@ class OutsideLaunchContext(ClientError):
     code, status, title = "VERITY-4603", 403, "Outside the launch's patient"
 
 
+class ReferenceNotAccepted(ClientError):
+    """A dispensing photo that cannot become a reference: no confirmed decision, a verdict
+    Verity was sure about, a photo not kept or not of one pill, or a product not ordered."""
+
+    code, status, title = "VERITY-4606", 409, "Photo not accepted as a reference"
+
+
 # --- 5xxx server and upstream -----------------------------------------------------------
 
 

@@ -17,11 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from service.auth.smart_launch import SmartLaunch
 from service.config import Settings
 from service.web import launch, pages
+from service.web import medication as medication_pages
 from service.web.errors import error_page
 from service.web.render import STATIC
 from service.web.security import CookieSigner, PageHeadersMiddleware
 
 ROUTERS = (launch.router, pages.router)
+ROUTERS += (medication_pages.router,)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
