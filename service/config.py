@@ -89,7 +89,7 @@ class FhirSettings(BaseModel):
     scopes: str = (
         "system/MedicationRequest.rs system/Medication.rs system/Patient.rs "
         "system/ImagingStudy.rs system/ServiceRequest.rs system/Endpoint.rs "
-        "system/DetectedIssue.crs "
+        "system/DetectedIssue.crus "
         "system/DiagnosticReport.crs system/Observation.crs system/Provenance.crs "
         "system/Device.crs system/DocumentReference.crs"
     )

@@ -338,6 +338,18 @@ class OutsideLaunchContext(ClientError):
     code, status, title = "VERITY-4603", 403, "Outside the launch's patient"
 
 
+class DecisionNotNeeded(ClientError):
+    """The verification needs no decision (a clean result): there is nothing to close."""
+
+    code, status, title = "VERITY-4604", 409, "No decision needed"
+
+
+class DecisionExists(ClientError):
+    """Someone already recorded a different decision on this verification; it stands."""
+
+    code, status, title = "VERITY-4605", 409, "Already decided"
+
+
 class ReferenceNotAccepted(ClientError):
     """A dispensing photo that cannot become a reference: no confirmed decision, a verdict
     Verity was sure about, a photo not kept or not of one pill, or a product not ordered."""

@@ -31,7 +31,7 @@ async def test_token_success(fhir_server, client_id: str) -> None:
     auth = SmartBackendAuth(settings)
     token = await auth.access_token()
     assert token.count(".") == 2
-    assert auth.granted_scopes >= {"system/MedicationRequest.rs", "system/DetectedIssue.crs"}
+    assert auth.granted_scopes >= {"system/MedicationRequest.rs", "system/DetectedIssue.crus"}
     assert auth.assertion.alg == settings.signing_alg
     await _read_metadata_and_patient_search(settings, auth)
     assert auth.token_fetches == 1  # cached for the FHIR call

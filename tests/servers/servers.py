@@ -34,7 +34,7 @@ FHIR_SCOPES = (
     "system/DiagnosticReport.cru system/Observation.cru system/Provenance.cr system/Device.cru "
     "system/DetectedIssue.cu system/DiagnosticReport.cu system/Provenance.c "
     "system/DetectedIssue.rs system/Provenance.rs "
-    "system/DetectedIssue.crs system/DiagnosticReport.crs system/Observation.crs "
+    "system/DetectedIssue.crs system/DetectedIssue.crus system/DiagnosticReport.crs system/Observation.crs "
     "system/Provenance.crs system/Device.crs system/DocumentReference.crs"
 )
 ADMIN_SCOPES = "system/*.cruds system/*.read system/*.write"
