@@ -143,7 +143,8 @@ async def test_wrong_pill_removed_is_written_to_the_ehr_by_the_person(web_app, a
     agents = [a.get("who", {}).get("reference") for p in provenances for a in p.get("agent", [])]
     assert "Practitioner/pharm-1" in agents
     page = await web_app.get(f"/app/verifications/{vid}")
-    assert "Pat Pharmacist" in page.text and "delivered" in page.text.lower()
+    delivery = re.search(r'id="decision-delivery">([^<]+)<', page.text).group(1)
+    assert "Pat Pharmacist" in page.text and delivery == "Written to the EHR"
 
 
 async def test_unrecognised_product_confirmed_then_learnt_from_the_photo(web_app, auth_server, ehr):
