@@ -11,7 +11,7 @@ Pages call the same workflows as the REST API; the EHR is read with the person's
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.auth.smart_launch import SmartLaunch
@@ -22,7 +22,7 @@ from service.web.errors import error_page
 from service.web.render import STATIC
 from service.web.security import CookieSigner, PageHeadersMiddleware
 
-ROUTERS = (launch.router, pages.router)
+ROUTERS: tuple[APIRouter, ...] = (launch.router, pages.router)
 ROUTERS += (medication_pages.router,)
 
 

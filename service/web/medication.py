@@ -142,7 +142,7 @@ async def result_page(
 
 def verdict_words(result: dict[str, Any]) -> str:
     """The verdict as a pharmacist reads it."""
-    verdict = result["verdict"]
+    verdict = str(result["verdict"])
     if verdict == "MISMATCH":
         names = [
             str(c["product"].get("name") or c["product"]["id"])
