@@ -200,8 +200,9 @@ async def decide(
 
 @router.post("/verifications/{verification_id}/references")
 async def accept(
-    request: Request, verification_id: VerificationId, session: FormSession, pills: Pills
-) -> RedirectResponse:
+    request: Request, verification_id: VerificationId, session: FormSession, pills: Pills,
+    fhir: UserFhir,
+) -> RedirectResponse:  # fmt: skip
     """A library manager accepts a confirmed photo as a reference view of an ordered product."""
     session.require("Library.cud")
     connect = _connect(request)
@@ -210,5 +211,6 @@ async def accept(
     await accept_reference(
         pills, connect, verification_id, str(form.get("photo") or ""),
         str(form.get("product") or ""), session.fhir_user or session.caller.subject or "unknown",
+        fhir,
     )  # fmt: skip
     return RedirectResponse(f"/app/verifications/{verification_id}#learning", status_code=303)

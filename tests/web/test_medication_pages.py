@@ -32,14 +32,15 @@ V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 PICTURE_URL = re.compile(r'src="(/app/(?:verifications|references)/[^"]+)"')
 
 
-def unenrolled_product() -> tuple[str, str]:
-    """By the dataset protocol: a product with no reference and a single photo is never
-    enrolled (the first such one in labels.csv that the workflow tests do not use)."""
+def unenrolled_products() -> list[tuple[str, str]]:
+    """By the dataset protocol, a product with no reference and a single photo is never
+    enrolled: those of labels.csv that the workflow tests do not use, as (product id, NDC)."""
     with (SHARED_DATA / "pills" / "labels.csv").open() as f:
-        for row in csv.DictReader(f):
-            if row["n_ref"] == "0" and row["n_photo"] == "1" and row["ndc"] != NOT_IN_LIBRARY_NDC:
-                return row["product_id"], row["ndc"]
-    raise AssertionError("the dev set has no product left out of the library")
+        return [
+            (row["product_id"], row["ndc"])
+            for row in csv.DictReader(f)
+            if row["n_ref"] == "0" and row["n_photo"] == "1" and row["ndc"] != NOT_IN_LIBRARY_NDC
+        ]
 
 
 async def db_rows(client, query: str, *args) -> list[tuple]:
@@ -148,7 +149,7 @@ async def test_wrong_pill_removed_is_written_to_the_ehr_by_the_person(web_app, a
 
 
 async def test_unrecognised_product_confirmed_then_learnt_from_the_photo(web_app, auth_server, ehr):
-    product_id, ndc = unenrolled_product()
+    product_id, ndc = unenrolled_products()[0]
     shot = (SHARED_DATA / "pills" / product_id / "photo_1.jpg").read_bytes()
     patient, _, csrf, handle = await open_order(web_app, auth_server, ehr, ndc)
     vid, html = await checked(web_app, handle, csrf, [shot])
@@ -256,3 +257,32 @@ async def test_pages_need_a_session(web_app):
                 "/app/verifications/00000000-0000-0000-0000-000000000000"):  # fmt: skip
         r = await web_app.get(url)
         assert r.status_code == 401 and "VERITY-4601" in r.text, url
+
+
+async def test_a_product_the_library_never_had_is_made_from_the_order(web_app, auth_server, ehr):
+    product_id, ndc = unenrolled_products()[1]
+    await db_rows(web_app, "DELETE FROM product WHERE id = %s RETURNING id", product_id)
+    shot = (SHARED_DATA / "pills" / product_id / "photo_1.jpg").read_bytes()
+    patient, _, csrf, handle = await open_order(web_app, auth_server, ehr, ndc)
+    page = await web_app.get(f"/app/orders/{handle}")
+    assert 'id="no-products"' in page.text
+    vid, html = await checked(web_app, handle, csrf, [shot])
+    assert verdict_of(html) == "NOT_IN_LIBRARY", html
+    r = await web_app.post(f"/app/verifications/{vid}/decision",
+                           data={CSRF_FIELD: csrf, "action": "confirmed"})  # fmt: skip
+    assert r.status_code == 303, r.text
+    manager = await sign_in(web_app, auth_server, patient=patient, scopes=LIBRARY_MANAGER_SCOPES,
+                            fhir_user="Practitioner/libmgr-1")  # fmt: skip
+    page = await web_app.get(f"/app/verifications/{vid}")
+    assert "a new library product made from the order" in page.text
+    r = await web_app.post(
+        f"/app/verifications/{vid}/references",
+        data={CSRF_FIELD: manager, "photo": "photo-0", "product": "order"},
+    )
+    assert r.status_code == 303, r.text
+    made = await db_rows(web_app, "SELECT id, ndcs FROM product WHERE id = %s", f"ndc_{ndc}")
+    assert made == [(f"ndc_{ndc}", [ndc])]
+    home = await web_app.get("/app/")
+    handle = re.search(r'href="/app/orders/([0-9a-f]+)"', home.text).group(1)
+    _, html = await checked(web_app, handle, manager, [shot])
+    assert verdict_of(html) == "MATCH", html
