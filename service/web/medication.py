@@ -73,7 +73,7 @@ async def _order_page(
     if not reference.startswith("MedicationRequest/"):
         raise RouteNotFound("no such order in this session; go back to the list")
     order = await review.order_view(fhir, _connect(request), reference)
-    require_access(session, order.patient_ref)
+    session.require_patient(order.patient_ref)  # checks are made in a patient launch only
     patient = await review.patient_banner(fhir, session.patient_id)
     return render(
         request, "medication_order.html", title="Medication check",
@@ -105,7 +105,7 @@ async def check(
         nonce = str(form.get("nonce") or "")
         if not NONCE.match(nonce):
             raise RequestInvalid("the form is out of date: reload the page and send it again")
-        require_access(session, await review.order_patient(fhir, reference))
+        session.require_patient(await review.order_patient(fhir, reference))
         uploads = [u for u in form.getlist("photo") if isinstance(u, UploadFile) and u.filename]
         photos = [await u.read(settings.limits.max_image_bytes + 1) for u in uploads]
         result, _ = await submit_medication(
