@@ -15,7 +15,7 @@ from PIL import Image
 from service.config import WritebackSettings
 from service.web.security import CSRF_FIELD
 from tests.conftest import SHARED_DATA
-from tests.web.conftest import LIBRARY_MANAGER_SCOPES, sign_in
+from tests.web.conftest import AUDITOR_SCOPES, LIBRARY_MANAGER_SCOPES, sign_in
 from tests.workflows.conftest import (
     NOT_IN_LIBRARY_NDC,
     PHOTO_A,
@@ -286,3 +286,19 @@ async def test_a_product_the_library_never_had_is_made_from_the_order(web_app, a
     handle = re.search(r'href="/app/orders/([0-9a-f]+)"', home.text).group(1)
     _, html = await checked(web_app, handle, manager, [shot])
     assert verdict_of(html) == "MATCH", html
+
+
+async def test_an_auditor_outside_a_patient_launch_reads_but_does_not_decide(
+    web_app, auth_server, ehr
+):
+    _, _, csrf, handle = await open_order(web_app, auth_server, ehr, NDC_A)
+    vid, _ = await checked(web_app, handle, csrf, [photo(PRODUCT_B, PHOTO_B)])
+    auditor = await sign_in(web_app, auth_server, patient=None, fhir_user="Practitioner/aud-1",
+                            scopes=AUDITOR_SCOPES)  # fmt: skip
+    page = await web_app.get(f"/app/verifications/{vid}")
+    assert page.status_code == 200 and verdict_of(page.text) == "MISMATCH"
+    assert 'id="decision-form"' not in page.text
+    assert (await web_app.get(f"/app/verifications/{vid}/images/pill-0")).status_code == 200
+    r = await web_app.post(f"/app/verifications/{vid}/decision",
+                           data={CSRF_FIELD: auditor, "action": "removed"})  # fmt: skip
+    assert r.status_code == 403 and "VERITY-4603" in r.text
