@@ -147,6 +147,12 @@ class LimitSettings(BaseModel):
     max_photos_per_request: int = Field(6, ge=1)
     max_dicom_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     max_dicom_frames: int = Field(1000, ge=1)
+    keep_photos: bool = Field(
+        True, description="keep submitted photos with the verification (for review, learning)"
+    )
+    pill_picture_px: int = Field(
+        320, ge=64, le=1024, description="long side of each kept pill picture (PNG)"
+    )
 
 
 class DecisionSettings(BaseModel):

@@ -350,6 +350,13 @@ class DecisionExists(ClientError):
     code, status, title = "VERITY-4605", 409, "Already decided"
 
 
+class ReferenceNotAccepted(ClientError):
+    """A dispensing photo that cannot become a reference: no confirmed decision, a verdict
+    Verity was sure about, a photo not kept or not of one pill, or a product not ordered."""
+
+    code, status, title = "VERITY-4606", 409, "Photo not accepted as a reference"
+
+
 class AuditSearchInvalid(ClientError):
     """The audit search cannot run as given: a date is not a date, or 'from' is after 'to'."""
 

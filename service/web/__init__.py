@@ -13,17 +13,19 @@ Pages call the same workflows as the REST API; the EHR is read with the person's
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.auth.smart_launch import SmartLaunch
 from service.config import Settings
-from service.web import audit, imaging, launch, pages
+from service.web import audit, imaging, launch, medication, pages
 from service.web.errors import error_page
 from service.web.render import STATIC
 from service.web.security import CookieSigner, PageHeadersMiddleware
 
-ROUTERS = (launch.router, pages.router, imaging.router, audit.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    launch.router, pages.router, medication.router, imaging.router, audit.router
+)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -16,7 +16,13 @@ from fastapi import Depends, Request
 from service.auth.scopes import missing_scopes
 from service.config import Settings
 from service.deps import connection
-from service.errors import InsufficientScope, OutsideLaunchContext, RouteNotFound, SessionEnded
+from service.errors import (
+    InsufficientScope,
+    OutsideLaunchContext,
+    RouteNotFound,
+    SessionEnded,
+    VerityError,
+)
 from service.fhir.client import FhirClient
 from service.store import web_sessions
 from service.web.security import CSRF_FIELD, SESSION_COOKIE, CookieSigner, check_csrf
@@ -134,10 +140,14 @@ async def form_session(request: Request, session: CurrentSession) -> WebSession:
     one; the form is parsed once here and cached for the route's own Form parameters."""
     settings: Settings = request.app.state.settings
     form = await request.form()
-    check_csrf(
-        session.csrf, form.get(CSRF_FIELD), request.headers.get("origin"),
-        settings.web.public_url or "",
-    )  # fmt: skip
+    try:
+        check_csrf(
+            session.csrf, form.get(CSRF_FIELD), request.headers.get("origin"),
+            settings.web.public_url or "",
+        )  # fmt: skip
+    except VerityError:
+        await form.close()  # a refused upload's temporary files
+        raise
     return session
 
 

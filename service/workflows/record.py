@@ -4,7 +4,7 @@ ONE transaction, idempotent on the caller's key. Pills use it today; imaging stu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,9 @@ import psycopg
 from service.errors import InternalError
 from service.metrics import FINDINGS, VERIFICATIONS
 from service.store import outbox
+from service.store import verification_images as pictures
 from service.store import verifications as audit
+from service.store.verification_images import StoredImage
 from service.writeback.bundle import OutboxWrite
 
 
@@ -42,9 +44,10 @@ async def record(
     *,
     deliver: bool,
     findings: Iterable[str] = (),
+    images: Sequence[StoredImage] = (),
 ) -> Recorded:
-    """The audit row and its outbox row in ONE transaction; a lost idempotency race returns the
-    winner's result instead of writing a second verification."""
+    """The audit row, its outbox row and its kept pictures in ONE transaction; a lost
+    idempotency race returns the winner's result instead of writing a second verification."""
     result = {**row.result, "fhir": fhir_summary(write, deliver=deliver)}
     row = dataclasses.replace(row, result=result)
     async with conn.transaction():
@@ -55,6 +58,8 @@ async def record(
                 identifier_value=write.identifier_value, payload=write.bundle,
                 verification_id=row.id,
             )  # fmt: skip
+        if inserted:
+            await pictures.insert(conn, row.id, images)
     if not inserted:
         # Only an idempotency key can collide: a concurrent request with the same key won.
         existing = await audit.find_by_idempotency_key(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import anyio
 from pydantic import TypeAdapter
 
 from service.config import Settings
@@ -17,11 +18,13 @@ from service.errors import NoPillFound
 from service.store import products, vectors
 from service.store import verifications as audit
 from service.store.pool import Connect
+from service.store.verification_images import StoredImage
 from service.verify.common import ModelInfo
 from service.verify.pills.orders import OrderInfo, contained_medication, read_order
 from service.verify.pills.results import PillResult, PillVerification
 from service.verify.pills.verdicts import findings, overall, pill_result
 from service.vision.pills.engine import PhotoResult
+from service.vision.pills.pictures import verification_pictures
 from service.workflows.pills.service import PillService, product_ref
 from service.workflows.record import Caller, Recorded, record
 from service.writeback.pills import pill_write
@@ -84,12 +87,23 @@ async def verify_pill(
     v = await decide(connect, pills_service, req, order, text, analysed)
     # Built and validated against the profiles before anything is recorded.
     write = pill_write(v, settings.writeback, write_match=settings.outbox.write_match)
+    images = await kept_pictures(settings, req.photos, v)
     async with connect() as conn:
         recorded = await record(
             conn, new_audit_row(v, req, to_json(v)), write, deliver=deliver,
-            findings=[f.value for f in v.findings],
+            findings=[f.value for f in v.findings], images=images,
         )  # fmt: skip
         return v, recorded
+
+
+async def kept_pictures(
+    settings: Settings, photos: Sequence[bytes], v: PillVerification
+) -> list[StoredImage]:
+    """The photos (unless VERITY_LIMITS__KEEP_PHOTOS is off) and each pill as Verity cropped
+    it, kept with the audit row for the people who review the verdict."""
+    pills = [(p.index, p.photo_index, p.bbox) for p in v.pills]
+    made = await anyio.to_thread.run_sync(verification_pictures, photos, pills, settings.limits)
+    return [StoredImage(name, kind, data) for name, kind, data in made]
 
 
 async def analyse_photos(
