@@ -4,7 +4,8 @@
     session.py   the server-side session as dependencies (CurrentSession, FormSession, UserFhir)
     security.py  signed cookies, CSRF, the page security headers (CSP frame-ancestors)
     render.py    Jinja templates (autoescaped); errors.py: errors as pages with their code
-    pages.py     the start page; one module per further page group
+    pages.py     the start page; one module per further page group:
+    medication.py  the medication check: order, photos, verdict with pictures, decision, library
     audit.py     the audit view: search, one verification in full, chart (charts.py), CSV
     imaging.py   the imaging check: study, live progress, result, thumbnails, decision
 
@@ -24,7 +25,11 @@ from service.web.render import STATIC
 from service.web.security import CookieSigner, PageHeadersMiddleware
 
 ROUTERS: tuple[APIRouter, ...] = (
-    launch.router, pages.router, medication.router, imaging.router, audit.router
+    launch.router,
+    pages.router,
+    medication.router,
+    imaging.router,
+    audit.router,
 )
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.store import imaging_review, jobs
+from service.errors import RouteNotFound
+from service.store import jobs, verification_images
 from service.store import verifications as audit
 from service.store.jobs import JobRow
 from service.store.pool import Connect
@@ -154,4 +155,8 @@ async def thumbnail(
     connect: Connect, verification_id: str, number: int
 ) -> tuple[str, bytes] | None:
     async with connect() as conn:
-        return await imaging_review.thumbnail(conn, verification_id, number)
+        try:
+            image = await verification_images.get(conn, verification_id, f"image-{number}")
+        except RouteNotFound:
+            return None
+    return image.media_type, image.data

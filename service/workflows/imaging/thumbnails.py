@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from service.store import imaging_review
+from service.store import verification_images
 from service.vision.dicom.canvas import to_png
 from service.workflows.imaging.pixels import Canvas
 
@@ -69,4 +69,7 @@ async def keep(
     conn: psycopg.AsyncConnection, verification_id: str, chosen: Sequence[tuple[Thumbnail, Canvas]]
 ) -> None:
     """Store the chosen thumbnails as PNG with the verification (the caller's transaction)."""
-    await imaging_review.add_thumbnails(conn, verification_id, [to_png(c.image) for _, c in chosen])
+    await verification_images.insert(conn, verification_id, [
+        verification_images.StoredImage(f"image-{t.number}", "image/png", to_png(c.image))
+        for t, c in chosen
+    ])  # fmt: skip
