@@ -17,11 +17,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from service.config import Settings
-from service.deps import connection
-from service.store.pool import Connect
 from service.web.charts import Series, stacked_bars
 from service.web.render import render
-from service.web.session import CurrentSession, FormSession, WebSession, save_session
+from service.web.session import (
+    CurrentSession,
+    FormSession,
+    WebSession,
+    connector,
+    save_session,
+)
 from service.workflows.audit import (
     FINDINGS,
     KINDS,
@@ -39,10 +43,6 @@ SCOPE = "Verification.rs"
 SESSION_KEY = "audit"
 
 
-def _connect(request: Request) -> Connect:
-    return lambda: connection(request)
-
-
 def _query(session: WebSession) -> AuditQuery:
     return AuditQuery.from_session(session.data.get(SESSION_KEY))
 
@@ -55,9 +55,9 @@ async def audit_search(
     session.require(SCOPE)
     settings: Settings = request.app.state.settings
     query = _query(session)
-    page = await search(_connect(request), query, settings.web.audit, cursor)
+    page = await search(connector(request), query, settings.web.audit, cursor)
     today = datetime.now(UTC).date()
-    chart = await daily(_connect(request), query, settings.web.audit, today)
+    chart = await daily(connector(request), query, settings.web.audit, today)
     return render(
         request, "audit_search.html", title="Audit", query=query, form=query.form_values(),
         page=page, cursor=cursor, chart=chart, svgs=_svgs(chart), kinds=KINDS,
@@ -88,7 +88,7 @@ async def audit_export(request: Request, session: FormSession) -> StreamingRespo
     settings: Settings = request.app.state.settings
     name = csv_filename(datetime.now(UTC).date())
     return StreamingResponse(
-        csv_lines(_connect(request), _query(session), settings.web.audit),
+        csv_lines(connector(request), _query(session), settings.web.audit),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
@@ -100,7 +100,7 @@ async def audit_verification(
 ) -> HTMLResponse:
     """One verification in full, with the exact FHIR resources written and their delivery."""
     session.require(SCOPE)
-    item = await detail(_connect(request), verification_id)
+    item = await detail(connector(request), verification_id)
     return render(request, "audit_detail.html", title="Audit: one verification", item=item, utc=UTC)
 
 

@@ -4,7 +4,6 @@ decision on a study that needs attention. Thin: parse, call a workflow, render."
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated
 
@@ -12,12 +11,19 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from service.config import Settings
-from service.deps import connection
 from service.errors import FormCheckFailed, OutsideLaunchContext, RouteNotFound
 from service.store.jobs import JobRow
-from service.store.pool import Connect
 from service.web.render import render
-from service.web.session import CurrentSession, FormSession, UserFhir, WebSession, save_session
+from service.web.session import (
+    NONCE,
+    CurrentSession,
+    FormSession,
+    UserFhir,
+    VerificationId,
+    WebSession,
+    connector,
+    save_session,
+)
 from service.workflows.chart import banner
 from service.workflows.decisions import Decision, decision_for, record_decision
 from service.workflows.imaging import review
@@ -25,8 +31,6 @@ from service.workflows.imaging.study_view import earlier_checks, read_study_view
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 STUDY_SCOPE = "ImagingStudy.rs"
-NONCE = re.compile(r"^[A-Za-z0-9-]{16,64}$")
-VerificationId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-fA-F-]{36}$")]
 # The person's decision in a radiographer's words (service/workflows/decisions.py ACTIONS).
 DECISION_LABELS = {
     "confirmed": "Confirmed correct: these are the right images for this order",
@@ -34,10 +38,6 @@ DECISION_LABELS = {
     "returned": "Sent back for correction (to the modality or the PACS team)",
     "other": "Other (say what was done)",
 }
-
-
-def _connect(request: Request) -> Connect:
-    return lambda: connection(request)
 
 
 def _study_ref(session: WebSession, handle: str) -> str:
@@ -51,14 +51,11 @@ def _study_ref(session: WebSession, handle: str) -> str:
 def may_see(session: WebSession, job: JobRow) -> None:
     """The launch patient's checks only; without a launch patient, an auditor's (Verification.rs).
     A check not started yet has no patient: it must be of a study this session was shown."""
-    if session.patient_id is None:
-        session.require("Verification.rs")
-        return
-    if job.patient_ref is None:
+    if job.patient_ref is None and session.patient_id is not None:
         if job.study_ref not in (session.data.get("handles") or {}).values():
             raise OutsideLaunchContext("that belongs to another patient than this launch's")
         return
-    session.require_patient(job.patient_ref)
+    session.require_reader(job.patient_ref)
 
 
 @router.get("/studies/{handle}")
@@ -71,7 +68,7 @@ async def study_page(
     study = await read_study_view(fhir, ref)
     session.require_patient(study.patient_ref)
     patient = banner(await fhir.read("Patient", str(session.patient_id)))
-    checks = await earlier_checks(_connect(request), ref, limit=settings.web.max_orders)
+    checks = await earlier_checks(connector(request), ref, limit=settings.web.max_orders)
     return render(
         request, "imaging_study.html", title="Imaging check", patient=patient, study=study,
         handle=handle, checks=checks, nonce=uuid.uuid4().hex,
@@ -87,7 +84,7 @@ async def check_study(request: Request, handle: str, session: FormSession) -> Re
         raise FormCheckFailed("the form's one-time number is missing; reload the page")
     if session.patient_id is None:
         raise OutsideLaunchContext("a study is checked from its patient's chart")
-    job, _ = await start_check(_connect(request), ref, nonce, session.caller)
+    job, _ = await start_check(connector(request), ref, nonce, session.caller)
     return RedirectResponse(f"/app/imaging/{job.id}", status_code=303)
 
 
@@ -96,7 +93,7 @@ async def imaging_page(
     request: Request, verification_id: VerificationId, session: CurrentSession, fhir: UserFhir
 ) -> HTMLResponse:
     """Progress while the check runs (refresh, or verity.js polls); the result once done."""
-    job, found = await review.load(_connect(request), verification_id)
+    job, found = await review.load(connector(request), verification_id)
     may_see(session, job)
     text, _ = review.progress_text(job)
     handle = session.handle(job.study_ref) if session.patient_id else None
@@ -105,7 +102,7 @@ async def imaging_page(
     if found is None:
         return render(request, "imaging_progress.html", title="Imaging check", job=job,
                       text=text, patient=patient, handle=handle)  # fmt: skip
-    decision = await decision_for(_connect(request), job.id) if found.needs_decision else None
+    decision = await decision_for(connector(request), job.id) if found.needs_decision else None
     return render(
         request, "imaging_result.html", title="Imaging check result", job=job, review=found,
         patient=patient, handle=handle, decision=decision, labels=DECISION_LABELS,
@@ -118,7 +115,7 @@ async def imaging_progress(
     request: Request, verification_id: VerificationId, session: CurrentSession
 ) -> JSONResponse:
     """`{text, done}` for verity.js's data-progress-url."""
-    job, _ = await review.load(_connect(request), verification_id)
+    job, _ = await review.load(connector(request), verification_id)
     may_see(session, job)
     text, done = review.progress_text(job)
     return JSONResponse({"text": text, "done": done, "state": job.state})
@@ -130,7 +127,7 @@ async def imaging_decision(
 ) -> Response:
     """The person's decision on a study that needs attention -> audit + DetectedIssue.mitigation."""
     settings: Settings = request.app.state.settings
-    job, _ = await review.load(_connect(request), verification_id)
+    job, _ = await review.load(connector(request), verification_id)
     may_see(session, job)
     if session.patient_id is None or session.fhir_user is None:
         raise OutsideLaunchContext("a decision is recorded from the patient's chart")
@@ -141,7 +138,7 @@ async def imaging_decision(
         reason=reason.strip() or None if isinstance(reason, str) else None,
         author_ref=session.fhir_user, author_display=session.user_name, caller=session.caller,
     )  # fmt: skip
-    await record_decision(_connect(request), settings, job.id, decision)
+    await record_decision(connector(request), settings, job.id, decision)
     return RedirectResponse(f"/app/imaging/{job.id}#decision", status_code=303)
 
 
@@ -153,9 +150,9 @@ async def thumbnail(
     session: CurrentSession,
 ) -> Response:
     """One windowed thumbnail of a checked image, for whoever may see the verification."""
-    job, _ = await review.load(_connect(request), verification_id)
+    job, _ = await review.load(connector(request), verification_id)
     may_see(session, job)
-    found = await review.thumbnail(_connect(request), job.id, number)
+    found = await review.thumbnail(connector(request), job.id, number)
     if found is None:
         raise RouteNotFound("no such thumbnail")
     media_type, data = found

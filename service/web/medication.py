@@ -4,7 +4,6 @@ accepted into the library by a library manager. Thin: forms in, workflows called
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from service.deps import Pills, Settings, connection
+from service.deps import Pills, Settings
 from service.errors import (
     IdempotencyConflict,
     ImageCorrupt,
@@ -27,9 +26,17 @@ from service.errors import (
     UnsupportedMediaType,
     VerityError,
 )
-from service.store.pool import Connect
 from service.web.render import render
-from service.web.session import CurrentSession, FormSession, UserFhir, WebSession, save_session
+from service.web.session import (
+    NONCE,
+    CurrentSession,
+    FormSession,
+    UserFhir,
+    VerificationId,
+    WebSession,
+    connector,
+    save_session,
+)
 from service.workflows.decisions import Decision, record_decision
 from service.workflows.pills import review
 from service.workflows.pills.learning import accept_reference
@@ -41,10 +48,6 @@ UPLOAD_ERRORS = (
     ImageEmpty, UnsupportedMediaType, ImageTooLarge, ImageCorrupt, NoPillFound, TooManyPills,
     ImageTooSmall, RequestInvalid, PayloadTooLarge, IdempotencyConflict,
 )  # fmt: skip
-NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-VerificationId = Annotated[
-    str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-]
 PictureName = Annotated[str, Path(pattern=r"^(photo|pill)-[0-9]{1,3}$")]
 DECISION_LABELS = {
     "confirmed": "Confirmed correct: the pill is the ordered product",
@@ -54,17 +57,6 @@ DECISION_LABELS = {
 }
 
 
-def _connect(request: Request) -> Connect:
-    return lambda: connection(request)
-
-
-def require_access(session: WebSession, patient_ref: str | None) -> None:
-    """The launch patient's items; outside a patient launch, an auditor (Verification.rs)."""
-    if session.patient_ref is None and session.can("Verification.rs"):
-        return
-    session.require_patient(patient_ref)
-
-
 async def _order_page(
     request: Request, session: WebSession, fhir: UserFhir, handle: str,
     error: VerityError | None = None,
@@ -72,7 +64,7 @@ async def _order_page(
     reference = session.resolve(handle)
     if not reference.startswith("MedicationRequest/"):
         raise RouteNotFound("no such order in this session; go back to the list")
-    order = await review.order_view(fhir, _connect(request), reference)
+    order = await review.order_view(fhir, connector(request), reference)
     session.require_patient(order.patient_ref)  # checks are made in a patient launch only
     patient = await review.patient_banner(fhir, session.patient_id)
     return render(
@@ -109,7 +101,7 @@ async def check(
         uploads = [u for u in form.getlist("photo") if isinstance(u, UploadFile) and u.filename]
         photos = [await u.read(settings.limits.max_image_bytes + 1) for u in uploads]
         result, _ = await submit_medication(
-            pills, settings, fhir, _connect(request),
+            pills, settings, fhir, connector(request),
             MedicationSubmission(
                 medication_request=reference, photos=photos, patient=session.patient_ref,
                 idempotency_key=f"web-{nonce}", caller=session.caller,
@@ -127,8 +119,8 @@ async def result_page(
     request: Request, verification_id: VerificationId, session: CurrentSession, fhir: UserFhir
 ) -> HTMLResponse:
     """The verdict in words, the pictures side by side, the evidence, the decision."""
-    view = await review.verification_view(_connect(request), verification_id)
-    require_access(session, view.patient_ref)
+    view = await review.verification_view(connector(request), verification_id)
+    session.require_reader(view.patient_ref)
     own = session.patient_ref is not None and session.patient_ref == view.patient_ref
     order_handle = session.handle(view.result["order_ref"]) if own else None
     await save_session(request, session)
@@ -166,8 +158,8 @@ async def kept_picture(
     request: Request, verification_id: VerificationId, name: PictureName, session: CurrentSession
 ) -> Response:
     """A photo or pill picture kept with the verification, for whoever may see it."""
-    connect = _connect(request)
-    require_access(session, await review.verification_patient(connect, verification_id))
+    connect = connector(request)
+    session.require_reader(await review.verification_patient(connect, verification_id))
     image = await review.kept_picture(connect, verification_id, name)
     return Response(image.data, media_type=image.media_type,
                     headers={"x-content-type-options": "nosniff"})  # fmt: skip
@@ -178,7 +170,7 @@ async def reference_picture(
     request: Request, image_id: Annotated[int, Path(ge=1, le=2**62)], session: CurrentSession
 ) -> Response:
     """A library reference picture (a product, no patient data): any signed-in person."""
-    kind, data = await review.reference_picture(_connect(request), image_id)
+    kind, data = await review.reference_picture(connector(request), image_id)
     return Response(data, media_type=kind, headers={"x-content-type-options": "nosniff"})
 
 
@@ -187,7 +179,7 @@ async def decide(
     request: Request, verification_id: VerificationId, session: FormSession, settings: Settings
 ) -> RedirectResponse:
     """Record the person's decision (kept in the audit, written to the EHR as mitigation)."""
-    connect = _connect(request)
+    connect = connector(request)
     session.require_patient(await review.verification_patient(connect, verification_id))
     form = await request.form()
     reason = str(form.get("reason") or "")
@@ -205,8 +197,8 @@ async def accept(
 ) -> RedirectResponse:  # fmt: skip
     """A library manager accepts a confirmed photo as a reference view of an ordered product."""
     session.require("Library.cud")
-    connect = _connect(request)
-    require_access(session, await review.verification_patient(connect, verification_id))
+    connect = connector(request)
+    session.require_reader(await review.verification_patient(connect, verification_id))
     form = await request.form()
     await accept_reference(
         pills, connect, verification_id, str(form.get("photo") or ""),

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from service.auth.scopes import missing_scopes
 from service.config import Settings
@@ -25,6 +26,7 @@ from service.errors import (
 )
 from service.fhir.client import FhirClient
 from service.store import web_sessions
+from service.store.pool import Connect
 from service.web.security import CSRF_FIELD, SESSION_COOKIE, CookieSigner, check_csrf
 from service.workflows.record import Caller
 
@@ -80,6 +82,14 @@ class WebSession:
         if missing:
             raise InsufficientScope(f"this needs the scope {', '.join(missing)} from the EHR")
 
+    def require_reader(self, patient_ref: str | None) -> None:
+        """Reading a verification: in a patient launch, that patient's only; outside one, an
+        auditor's (Verification.rs) reads any."""
+        if self.patient_ref is None:
+            self.require("Verification.rs")
+            return
+        self.require_patient(patient_ref)
+
     def require_patient(self, patient_ref: str | None) -> None:
         """Refuse anything about another patient than the one the EHR launched Verity for."""
         if self.patient_ref is None or patient_ref != self.patient_ref:
@@ -133,6 +143,16 @@ async def save_session(request: Request, session: WebSession) -> None:
 
 
 CurrentSession = Annotated[WebSession, Depends(current_session)]
+# A Verity verification id in a path; a form's one-time nonce (its idempotency key).
+VerificationId = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def connector(request: Request) -> Connect:
+    """Short database steps for a page's workflows (a connection only around each)."""
+    return lambda: connection(request)
 
 
 async def form_session(request: Request, session: CurrentSession) -> WebSession:
