@@ -19,7 +19,11 @@ NEXT_STEP = {
     "VERITY-4601": "Open Verity again from the patient's chart in the EHR.",
     "VERITY-4602": "Go back, reload the page and send the form again.",
     "VERITY-4603": "Open Verity from the chart of the patient this belongs to.",
+    "VERITY-4604": "Nothing to decide: Verity found this check clean. Go back to the result.",
+    "VERITY-4605": "The decision already recorded stands; ask its author if it must change.",
+    "VERITY-4606": "Only a photo of one pill that a person confirmed can teach the library.",
     "VERITY-4620": "Correct the search fields and search again.",
+    "VERITY-4000": "Go back and correct the form.",
     "VERITY-4030": "Ask the EHR administrator for this permission.",
 }
 
