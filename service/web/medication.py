@@ -26,7 +26,7 @@ from service.errors import (
     UnsupportedMediaType,
     VerityError,
 )
-from service.web.render import render
+from service.web.render import product_label, render
 from service.web.session import (
     NONCE,
     CurrentSession,
@@ -137,7 +137,7 @@ def verdict_words(result: dict[str, Any]) -> str:
     verdict = str(result["verdict"])
     if verdict == "MISMATCH":
         names = [
-            str(c["product"].get("name") or c["product"]["id"])
+            product_label(c["product"])
             for p in result.get("pills") or []
             if p["verdict"] == "MISMATCH"
             for c in (p.get("candidates") or [])[:1]

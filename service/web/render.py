@@ -26,6 +26,17 @@ _env = Environment(
 )
 
 
+def product_label(product: dict[str, Any]) -> str:
+    """How a page names a library product: its name, else its NDC, never a bare internal id."""
+    if product.get("name"):
+        return str(product["name"])
+    ndcs = product.get("ndcs") or []
+    return f"NDC {ndcs[0]} (no name in the library)" if ndcs else str(product.get("id"))
+
+
+_env.filters["product"] = product_label
+
+
 def render(
     request: Request, template: str, title: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
