@@ -501,12 +501,13 @@ class WebSettings(BaseModel):
     key_id: str | None = None
     signing_alg: Literal["RS384", "ES384"] = "ES384"
     scopes: str = (
-        "launch openid fhirUser patient/Patient.rs patient/MedicationRequest.rs "
+        "launch openid fhirUser profile patient/Patient.rs patient/MedicationRequest.rs "
         "patient/Medication.rs patient/ImagingStudy.rs user/Verification.rs "
         "user/Library.cud user/Library.rs"
     )
     standalone_scopes: str = Field(
-        "launch/patient openid fhirUser patient/Patient.rs patient/MedicationRequest.rs "
+        "launch/patient openid fhirUser profile patient/Patient.rs "
+        "patient/MedicationRequest.rs "
         "patient/Medication.rs patient/ImagingStudy.rs user/Verification.rs "
         "user/Library.cud user/Library.rs",
         description="asked when a person opens Verity directly: the EHR picks the patient",

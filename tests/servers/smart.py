@@ -32,7 +32,7 @@ SMART_LIMITS: dict[str, int] = {
 
 PATIENT_READ = "patient/MedicationRequest.rs patient/Medication.rs patient/Patient.rs"
 PHARMACIST_SCOPES = (
-    f"launch openid fhirUser launch/patient {PATIENT_READ} patient/ImagingStudy.rs "
+    f"launch openid fhirUser profile launch/patient {PATIENT_READ} patient/ImagingStudy.rs "
     "user/Verification.rs"
 )
 
@@ -116,11 +116,14 @@ def default_users() -> dict[str, User]:
             "radiographer",
             "Practitioner/rad-1",
             "Rae Radiographer",
-            "launch openid fhirUser launch/patient patient/Patient.rs patient/ImagingStudy.rs "
+            "launch openid fhirUser profile launch/patient patient/Patient.rs patient/ImagingStudy.rs "
             "patient/ServiceRequest.rs patient/Endpoint.rs user/Verification.rs",
         ),
         User(
-            "auditor", "Practitioner/aud-1", "Ari Auditor", "openid fhirUser user/Verification.rs"
+            "auditor",
+            "Practitioner/aud-1",
+            "Ari Auditor",
+            "openid fhirUser profile user/Verification.rs",
         ),
     )
     return {u.id: u for u in users}

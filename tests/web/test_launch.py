@@ -60,7 +60,7 @@ async def test_ehr_launch_signs_the_pharmacist_in_for_the_launch_patient(
     assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "path=/app" in set_cookie
     home = await web_app.get("/app/")
     assert home.status_code == 200, home.text
-    assert "Pharmacist" in home.text or "pharm-1" in home.text  # the person, from fhirUser
+    assert "Pat Pharmacist" in home.text  # the person: the verified id_token's name
     assert home.text.count('<li class="card') == 1  # the launch patient's one order
     # The callback works once: the same answer again is refused.
     replay = await web_app.get(callback)
