@@ -110,8 +110,11 @@ def test_wrong_pill_mismatch_then_the_decision_reaches_the_ehr(
 def unenrolled() -> tuple[str, str]:
     """A product the dataset protocol never enrols (no reference, one photo)."""
     with (SHARED_DATA / "pills" / "labels.csv").open() as fh:
-        rows = [r for r in csv.DictReader(fh)
-                if r["n_ref"] == "0" and r["n_photo"] == "1" and r["ndc"] != NOT_IN_LIBRARY_NDC]
+        rows = [
+            r
+            for r in csv.DictReader(fh)
+            if r["n_ref"] == "0" and r["n_photo"] == "1" and r["ndc"] != NOT_IN_LIBRARY_NDC
+        ]
     return rows[0]["product_id"], rows[0]["ndc"]  # fmt: skip
 
 
