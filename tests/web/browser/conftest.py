@@ -18,15 +18,17 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from service.config import WebSettings
 from tests.conftest import SHARED_DATA
 from tests.fleet.fleet import TUNING, verity_cli
 from tests.fleet.procs import Verity
 from tests.servers.servers import client_pem_env
 from tests.servers.smart import seed_practitioners
-from tests.web.browser.kit import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Flow, Watch
+from tests.web.browser.kit import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Flow, Watch, shoot
 
 pytestmark = pytest.mark.slow
-READY_TIMEOUT_S = 240.0  # models load in a fresh process on a loaded 2-core machine
+READY_TIMEOUT_S = 240.0
+IMAGING_SCOPES = "patient/ServiceRequest.rs patient/Endpoint.rs"  # models load in a fresh process on a loaded 2-core machine
 
 
 @dataclass
@@ -72,6 +74,10 @@ def live(
         "VERITY_WEB__KEY_ID": client.kid,
         "VERITY_WEB__SIGNING_ALG": client.alg,
         "VERITY_WEB__SESSION_SECRET": secrets.token_urlsafe(32),
+        # The imaging pages read the order and the PACS endpoint with the person's token: the
+        # default scopes lack ServiceRequest and Endpoint (reported), so the EHR registration
+        # asks for them, as docs/web.md says.
+        "VERITY_WEB__SCOPES": f"{WebSettings().scopes} {IMAGING_SCOPES}",
     }
     verity_cli(env, "db", "upgrade")
     verity_cli(env, "library", "import", str(SHARED_DATA / "pills"))
@@ -139,13 +145,21 @@ def flow(
 
     watch.app_origin = live.url
 
+    flows: list[Flow] = []
+
     def make(prefix: str, primary: str = "phone") -> Flow:
         first, second = (phone, desktop) if primary == "phone" else (desktop, phone)
-        return Flow(first.new_page(), second.new_page(), prefix)
+        flows.append(Flow(first.new_page(), second.new_page(), prefix))
+        return flows[-1]
 
     yield make
-    if not getattr(request.node, "rep_failed", False):
-        watch.check()
+    if getattr(request.node, "rep_failed", False):  # what the browser showed, for the report
+        for n, page in enumerate(phone.pages + desktop.pages):
+            shoot(page, f"FAILED-{request.node.name}-{n}")
+        return
+    watch.check()
+    wide = {f"{f.prefix}-{k}": v for f in flows for k, v in f.too_wide.items() if v}
+    assert not wide, f"pages wider than the 360 px phone (innermost elements past it): {wide}"
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -112,6 +112,25 @@ def axe(page: Page, name: str = "") -> list[dict[str, Any]]:
     return list(result["violations"])
 
 
+OVERFLOW = """() => {
+  const w = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth <= w + 1) return [];
+  return [...document.querySelectorAll('main *, header *')]
+    .filter(e => e.getBoundingClientRect().right > w + 1
+                 && ![...e.children].some(c => c.getBoundingClientRect().right > w + 1))
+    .slice(0, 8)
+    .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+              (e.className && typeof e.className === 'string' ? '.' + e.className : '') +
+              ' right=' + Math.round(e.getBoundingClientRect().right));
+}"""
+
+
+def too_wide(page: Page) -> list[str]:
+    """The innermost elements reaching past the viewport's right edge (a page wider than the
+    phone: cut-off text, sideways scrolling of the whole page)."""
+    return list(page.evaluate(OVERFLOW))
+
+
 def shoot(page: Page, name: str) -> Path:
     """A full-page PNG in build/screenshots (or $VERITY_SCREENSHOTS)."""
     path = screenshots_dir() / f"{name}.png"
@@ -129,12 +148,15 @@ class Flow:
     mirror: Page
     prefix: str
     pages_seen: list[str] = field(default_factory=list)
+    too_wide: dict[str, list[str]] = field(default_factory=dict)  # page -> elements past 360 px
 
     def look(self, name: str, *, mirror: bool = True) -> None:
         """Screenshots and axe of the page as it is now, at both widths."""
         self.page.wait_for_load_state("load")
         first, second = self._widths()
         axe(self.page, f"{self.prefix}-{name}")
+        if first == "phone":
+            self.too_wide[name] = too_wide(self.page)
         shoot(self.page, f"{self.prefix}-{name}-{first}")
         self.pages_seen.append(name)
         if not mirror:
@@ -142,6 +164,8 @@ class Flow:
         self.mirror.context.add_cookies(self.page.context.cookies())  # type: ignore[arg-type]
         self.mirror.goto(self.page.url)
         axe(self.mirror, f"{self.prefix}-{name}-{second}")
+        if second == "phone":
+            self.too_wide[name] = too_wide(self.mirror)
         shoot(self.mirror, f"{self.prefix}-{name}-{second}")
 
     def _widths(self) -> tuple[str, str]:

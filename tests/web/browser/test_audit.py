@@ -45,10 +45,7 @@ def test_auditor_searches_reads_the_writes_and_exports_csv(
     expect(f.page.locator("[data-purpose=verification] [data-testid=audit-write-status]")
            ).to_have_text("delivered", timeout=5_000)  # fmt: skip
     expect(f.page.get_by_test_id("audit-decision-action")).to_contain_text("returned")
-    # At 360 px a tap on this summary lands on the evidence table's verdict badge, which
-    # overlaps it (reported to the audit view's author); opened with the keyboard here.
-    f.page.get_by_text("The exact Bundle (JSON)").first.focus()
-    f.page.keyboard.press("Enter")
+    f.page.get_by_text("The exact Bundle (JSON)").first.click()
     expect(f.page.locator("#audit-writes pre.json").first).to_contain_text('"DetectedIssue"')
     f.look("detail")
     f.page.get_by_role("link", name="Back to the search").click()
