@@ -8,7 +8,9 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.web.browser.conftest import launch
+from tests.web.browser.conftest import launch, photo
+from tests.web.browser.test_pills import NDC_A, named_patient, order_named
+from tests.workflows.conftest import PHOTO_B, PRODUCT_B
 
 FOCUS_MARK = """() => {
   const el = document.activeElement;
@@ -51,3 +53,39 @@ def test_the_start_page_and_sign_out_work_with_the_keyboard(
     tab_to(page, "Sign out", key="Shift+Tab")
     page.keyboard.press("Space")
     expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("Signed out"))
+
+
+def test_a_mismatch_is_checked_and_decided_with_the_keyboard_only(
+    flow: Any, live: Any, auth_server: Any, ehr: Any
+) -> None:
+    patient = named_patient(ehr)
+    order_named(ehr, patient, NDC_A, "Loperamide 2 mg oral capsule")
+    f = flow("keyboard-check", primary="desktop")
+    page = f.page
+    launch(page, auth_server, live, patient, "pharmacist")
+    tab_to(page, "Loperamide")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Medication check")
+    for _ in range(25):  # Tab to the file field (its text is empty: find it by id)
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "photo":
+            break
+    assert page.evaluate(FOCUS_MARK)["visible"]
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(photo(PRODUCT_B, PHOTO_B))
+    tab_to(page, "Check the pills")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("verdict")).to_have_attribute(
+        "data-verdict", "MISMATCH", timeout=90_000
+    )
+    for _ in range(60):  # into the decision's radio group
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.name") == "action":
+            break
+    assert page.evaluate(FOCUS_MARK)["visible"]
+    page.keyboard.press("ArrowDown")  # the second choice: wrong product removed
+    expect(page.get_by_label("Wrong product removed")).to_be_checked()
+    tab_to(page, "Record decision")
+    page.keyboard.press("Enter")
+    expect(page.locator("#decision")).to_contain_text("Wrong product removed")
