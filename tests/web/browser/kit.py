@@ -162,7 +162,11 @@ class Flow:
         if not mirror:
             return
         self.mirror.context.add_cookies(self.page.context.cookies())  # type: ignore[arg-type]
-        self.mirror.goto(self.page.url)
+        target = self.page.url
+        if self.mirror.url.split("#")[0] == target.split("#")[0]:
+            self.mirror.reload()  # a new fragment alone would not load the page again
+        else:
+            self.mirror.goto(target)
         axe(self.mirror, f"{self.prefix}-{name}-{second}")
         if second == "phone":
             self.too_wide[name] = too_wide(self.mirror)
