@@ -149,3 +149,27 @@ def test_unrecognised_pill_confirmed_then_taught_to_the_library(
     # A new check of the same photo: the library now knows the product.
     f.page.goto(f"{live.url}/app/")
     assert check_photo(f.page, shot) == "MATCH"
+
+
+def test_a_decision_without_form_token_and_another_patients_launch_are_refused(
+    flow: Any, live: Any, auth_server: Any, ehr: Any, watch: Any
+) -> None:
+    watch.expected_statuses = True  # the 4603 page
+    patient = named_patient(ehr)
+    order_named(ehr, patient, NDC_A, "Loperamide 2 mg oral capsule")
+    f = flow("pill-refusals")
+    launch(f.page, auth_server, live, patient, "pharmacist")
+    assert check_photo(f.page, photo(PRODUCT_B, PHOTO_B)) == "MISMATCH"
+    result_url = f.page.url
+    vid = result_url.rsplit("/", 1)[1]
+    forged = f.page.request.post(f"{result_url}/decision", form={"action": "removed"})
+    assert forged.status == 403 and "VERITY-4602" in forged.text()
+    assert live.sql("SELECT count(*) FROM verification_decision WHERE verification_id = %s",
+                    vid) == [(0,)]  # fmt: skip
+    # Another patient's launch, in another browser, cannot open this verification.
+    other = f.mirror
+    launch(other, auth_server, live, named_patient(ehr), "pharmacist")
+    response = other.goto(result_url)
+    assert response is not None and response.status == 403
+    expect(other.locator("code")).to_have_text("VERITY-4603")
+    expect(other.get_by_test_id("verdict")).to_have_count(0)
