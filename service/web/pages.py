@@ -23,6 +23,7 @@ async def home(request: Request, session: CurrentSession, fhir: UserFhir) -> HTM
         chart = await read_chart(
             fhir, session.patient_id, max_items=settings.web.max_orders,
             imaging=session.can("ImagingStudy.rs"),
+            orders=session.can("MedicationRequest.rs"),
         )  # fmt: skip
     refs: list[str] = []
     if chart is not None:

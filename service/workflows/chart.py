@@ -85,12 +85,15 @@ def study_line(study: dict[str, Any]) -> StudyLine:
     )  # fmt: skip
 
 
-async def read_chart(fhir: FhirClient, patient_id: str, *, max_items: int, imaging: bool) -> Chart:
+async def read_chart(
+    fhir: FhirClient, patient_id: str, *, max_items: int, imaging: bool, orders: bool = True
+) -> Chart:
     """The patient's banner, orders and (when the person may read them) imaging studies."""
     patient = await fhir.read("Patient", patient_id)
     query = {"patient": f"Patient/{patient_id}", "_count": str(min(max_items, 100))}
-    requests = (await fhir.search("MedicationRequest", query))[:max_items]
-    orders = sorted(
+    # A radiographer's launch grants no MedicationRequest read: the EHR would answer 403.
+    requests = (await fhir.search("MedicationRequest", query))[:max_items] if orders else []
+    lines = sorted(
         (order_line(r) for r in requests),
         key=lambda o: (not o.active, o.authored_on or "", o.reference),
     )
@@ -99,4 +102,4 @@ async def read_chart(fhir: FhirClient, patient_id: str, *, max_items: int, imagi
         found = (await fhir.search("ImagingStudy", query))[:max_items]
         studies = sorted((study_line(s) for s in found), key=lambda s: s.started or "",
                          reverse=True)  # fmt: skip
-    return Chart(banner(patient), orders, studies)
+    return Chart(banner(patient), lines, studies)
