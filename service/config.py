@@ -502,14 +502,14 @@ class WebSettings(BaseModel):
     signing_alg: Literal["RS384", "ES384"] = "ES384"
     scopes: str = (
         "launch openid fhirUser profile patient/Patient.rs patient/MedicationRequest.rs "
-        "patient/Medication.rs patient/ImagingStudy.rs user/Verification.rs "
-        "user/Library.cud user/Library.rs"
+        "patient/Medication.rs patient/ImagingStudy.rs patient/ServiceRequest.rs "
+        "patient/Endpoint.rs user/Verification.rs user/Library.cud user/Library.rs"
     )
     standalone_scopes: str = Field(
         "launch/patient openid fhirUser profile patient/Patient.rs "
         "patient/MedicationRequest.rs "
-        "patient/Medication.rs patient/ImagingStudy.rs user/Verification.rs "
-        "user/Library.cud user/Library.rs",
+        "patient/Medication.rs patient/ImagingStudy.rs patient/ServiceRequest.rs "
+        "patient/Endpoint.rs user/Verification.rs user/Library.cud user/Library.rs",
         description="asked when a person opens Verity directly: the EHR picks the patient",
     )
     session_secret: SecretStr | None = Field(

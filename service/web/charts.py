@@ -66,7 +66,8 @@ def stacked_bars(
                 f'y="{base:.2f}" width="{bar_w:.2f}" height="{h:.2f}" fill="{escape(s.colour)}">'
                 f"<title>{escape(label)}: {count} {escape(s.label)}</title></rect>"
             )
-    parts += [_x_label(i, label, step) for i, label in enumerate(labels) if _labelled(i, n)]
+    parts += [_x_label(i, label, step, last=i == n - 1) for i, label in enumerate(labels)
+              if _labelled(i, n)]  # fmt: skip
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -77,9 +78,11 @@ def _labelled(i: int, n: int) -> bool:
     return i == 0 or i == n - 1 and (n - 1) % every >= every // 2 or i % every == 0
 
 
-def _x_label(i: int, label: str, step: float) -> str:
-    x = LEFT + i * step + step / 2
+def _x_label(i: int, label: str, step: float, *, last: bool) -> str:
+    """A day under its bar; the last one ends at its bar, so the chart's edge cannot cut it."""
+    x = LEFT + (i + 1) * step if last else LEFT + i * step + step / 2
+    anchor = "end" if last else "middle"
     return (
-        f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle" fill="#1a1a1a">'
+        f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" fill="#1a1a1a">'
         f"{escape(label[5:] if len(label) == 10 else label)}</text>"
     )

@@ -46,6 +46,7 @@ class Chart:
     patient: PatientBanner
     orders: list[OrderLine]
     studies: list[StudyLine]
+    orders_read: bool = True  # False: the person may not read orders (not: there are none)
 
 
 def banner(patient: dict[str, Any]) -> PatientBanner:
@@ -67,6 +68,14 @@ def order_line(request: dict[str, Any]) -> OrderLine:
         concept.get("text")
         or next((c.get("display") for c in concept.get("coding") or [] if c.get("display")), None)
         or reference.get("display")
+        or next(
+            (
+                f"NDC {c['code']}"
+                for c in concept.get("coding") or []
+                if c.get("code") and c.get("system") == "http://hl7.org/fhir/sid/ndc"
+            ),
+            None,
+        )
         or "(medication not named)"
     )
     dosage = next((d.get("text") for d in request.get("dosageInstruction") or [] if d.get("text")),
@@ -102,4 +111,4 @@ async def read_chart(
         found = (await fhir.search("ImagingStudy", query))[:max_items]
         studies = sorted((study_line(s) for s in found), key=lambda s: s.started or "",
                          reverse=True)  # fmt: skip
-    return Chart(banner(patient), lines, studies)
+    return Chart(banner(patient), lines, studies, orders_read=orders)

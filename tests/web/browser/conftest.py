@@ -18,7 +18,6 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from service.config import WebSettings
 from tests.conftest import SHARED_DATA
 from tests.fleet.fleet import TUNING, verity_cli
 from tests.fleet.procs import Verity
@@ -28,7 +27,6 @@ from tests.web.browser.kit import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, Flow,
 
 pytestmark = pytest.mark.slow
 READY_TIMEOUT_S = 240.0
-IMAGING_SCOPES = "patient/ServiceRequest.rs patient/Endpoint.rs"  # models load in a fresh process on a loaded 2-core machine
 
 
 @dataclass
@@ -74,10 +72,6 @@ def live(
         "VERITY_WEB__KEY_ID": client.kid,
         "VERITY_WEB__SIGNING_ALG": client.alg,
         "VERITY_WEB__SESSION_SECRET": secrets.token_urlsafe(32),
-        # The imaging pages read the order and the PACS endpoint with the person's token: the
-        # default scopes lack ServiceRequest and Endpoint (reported), so the EHR registration
-        # asks for them, as docs/web.md says.
-        "VERITY_WEB__SCOPES": f"{WebSettings().scopes} {IMAGING_SCOPES}",
     }
     verity_cli(env, "db", "upgrade")
     verity_cli(env, "library", "import", str(SHARED_DATA / "pills"))

@@ -53,5 +53,5 @@ def test_radiographer_checks_a_study_and_records_a_decision(
     f.look("result")
     f.page.get_by_label("Sent back for correction").check()
     f.page.get_by_role("button", name="Record decision").click()
-    expect(f.page.locator("#decision")).to_contain_text("Practitioner/rad-1")
+    expect(f.page.locator("#decision")).to_contain_text("Rae Radiographer")  # the id_token name
     f.look("decided")

@@ -48,7 +48,7 @@ def test_the_start_page_and_sign_out_work_with_the_keyboard(
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
     # From the content, Tab reaches the order's link; Shift+Tab goes back up to sign out.
-    assert tab_to(page, "medication", limit=1)["tag"] == "A"
+    assert tab_to(page, "NDC 00093-0311-01", limit=1)["tag"] == "A"  # named by its code
     assert "/app/orders/" in page.evaluate("() => document.activeElement.href")
     tab_to(page, "Sign out", key="Shift+Tab")
     page.keyboard.press("Space")

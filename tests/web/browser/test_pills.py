@@ -89,7 +89,7 @@ def test_wrong_pill_mismatch_then_the_decision_reaches_the_ehr(
     f.page.get_by_label("Wrong product removed").check()
     f.page.get_by_role("button", name="Record decision").click()
     expect(f.page.locator("#decision")).to_contain_text("Wrong product removed")
-    expect(f.page.locator("#decision")).to_contain_text("Practitioner/pharm-1")
+    expect(f.page.locator("#decision")).to_contain_text("Pat Pharmacist")  # the id_token name
     f.look("decided")
     deadline = time.monotonic() + 60
     while True:  # the relay writes the mitigation through the outbox
