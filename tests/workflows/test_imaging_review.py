@@ -77,3 +77,14 @@ def test_one_thumbnail_per_instance_in_series_order_up_to_the_limit() -> None:
     assert [(t.number, t.series_number, t.instance_number, t.frame) for t, _ in chosen] == [
         (1, 1, 1, 0), (2, 1, 2, 0)]  # fmt: skip
     assert len(choose(canvases, 12)) == 3 and choose(canvases, 0) == []
+
+
+def test_a_dicom_person_name_reads_as_a_name_and_agreeing_values_say_so() -> None:
+    from service.workflows.imaging.review import check_row, value_words
+
+    assert value_words("DEMOGRAPHICS_MISMATCH", "ALVAREZ^ROSA^LEE") == "ALVAREZ, ROSA LEE"
+    row = check_row({"code": "DEMOGRAPHICS_MISMATCH", "outcome": "passed",
+                     "expected": ["ALVAREZ^ROSA", "1962-03-14"]})  # fmt: skip
+    assert row.dicom == "the same" and row.ehr == "ALVAREZ, ROSA, 1962-03-14"
+    failed = check_row({"code": "MODALITY_MISMATCH", "outcome": "failed", "expected": ["CR"]})
+    assert failed.dicom == "—"

@@ -55,6 +55,9 @@ def value_words(code: str, value: str) -> str:
         return SIDES.get(value, value)
     if code == FindingCode.BODY_PART_MISMATCH and (region := region_for_code(value)):
         return f"{REGIONS[region].meaning} (SNOMED CT {value})"
+    if code == FindingCode.DEMOGRAPHICS_MISMATCH and "^" in value:  # a DICOM person name
+        family, _, given = value.partition("^")
+        return f"{family}, {given.replace('^', ' ').strip()}".strip(", ")
     return value
 
 
@@ -97,10 +100,12 @@ def check_row(check: dict[str, Any]) -> CheckRow:
         name = CHECK_NAMES[FindingCode(code)]
     except ValueError:
         name = code
+    ehr = ", ".join(value_words(code, v) for v in check.get("expected") or ()) or "—"
+    dicom = ", ".join(value_words(code, v) for v in check.get("dicom") or ())
+    if not dicom:  # a check that passed keeps only the EHR's values: the DICOM ones agreed
+        dicom = "the same" if outcome == "passed" and ehr != "—" else "—"
     return CheckRow(
-        code=code, name=name, outcome=outcome,
-        dicom=", ".join(value_words(code, v) for v in check.get("dicom") or ()) or "—",
-        ehr=", ".join(value_words(code, v) for v in check.get("expected") or ()) or "—",
+        code=code, name=name, outcome=outcome, dicom=dicom, ehr=ehr,
         outcome_words=OUTCOME_WORDS.get(outcome, outcome), summary=str(check.get("summary") or ""),
         severity=str(check.get("severity") or ""), evidence=dict(check.get("evidence") or {}),
     )  # fmt: skip

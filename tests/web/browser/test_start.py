@@ -30,9 +30,7 @@ def test_ehr_launch_opens_the_start_page_with_banner_and_orders(
     expect(orders.nth(1)).to_contain_text("Not active: stopped")
     # The person, from the id_token: its `name` needs the `profile` scope, which Verity does
     # not ask for, so the fhirUser shows (reported); either way it is the signed-in person.
-    expect(page.locator(".who .user")).to_have_text(
-        re.compile("Pat Pharmacist")
-    )
+    expect(page.locator(".who .user")).to_have_text(re.compile("Pat Pharmacist"))
     assert page.title() == "Verity — Verity"
     pid = patient.split("/")[1]
     for link in page.locator("a").evaluate_all("as => as.map(a => a.href)"):
