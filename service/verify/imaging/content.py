@@ -73,14 +73,15 @@ class ImageContent:
     model: str
     references: tuple[Reference, ...]
     plausibility: Plausibility | None = None
+    voted: Verdict | None = None  # the references' verdict, when the physical rules changed it
 
     def described(self) -> str:
         """What the image shows, for a summary: the physical reason when that decided it."""
         p = self.plausibility
-        if p is not None and p.verdict in (Physical.IMPLAUSIBLE, Physical.UNCERTAIN):
-            reasons = [f.reason() for f in p.findings if f.verdict is p.verdict]
-            return f"physically {p.verdict.value.lower()}: {'; '.join(reasons)}"
-        return str(self.shows)
+        if p is None or self.voted is None:
+            return str(self.shows)
+        reasons = [f.reason() for f in p.findings if f.verdict is p.verdict]
+        return f"physically {p.verdict.value.lower()}: {'; '.join(reasons)}"
 
 
 def with_plausibility(image: ImageContent, p: Plausibility) -> ImageContent:
@@ -90,7 +91,8 @@ def with_plausibility(image: ImageContent, p: Plausibility) -> ImageContent:
         verdict = Verdict.MISMATCH
     elif p.verdict is Physical.UNCERTAIN and verdict is not Verdict.MISMATCH:
         verdict = Verdict.UNCERTAIN
-    return replace(image, verdict=verdict, plausibility=p)
+    voted = image.verdict if verdict is not image.verdict else None
+    return replace(image, verdict=verdict, plausibility=p, voted=voted)
 
 
 def declared_label(modality: str | None, region: str | None) -> Label | None:
@@ -175,6 +177,7 @@ def _evidence(i: ImageContent) -> dict[str, object]:
     }  # fmt: skip
     return {
         "plausibility": physical,
+        "voted": i.voted.value if i.voted else None,
         "sop_uid": i.sop_uid,
         "verdict": i.verdict.value,
         "p_other": i.p_other,
