@@ -275,6 +275,11 @@ class ContentSettings(BaseModel):
         " same image when its fingerprint did not match (cropped, re-windowed, resized,"
         " re-encoded); 0 turns the tier off",
     )
+    plausibility: bool = Field(
+        True,
+        description="judge each image's physical plausibility (body size in mm, matrix, shape)"
+        " for the declared modality and body part as evidence for CONTENT_MISMATCH",
+    )
     lookalike: bool = Field(
         False,
         description="possible-wrong-patient check from the patient's priors (off: the dev data"

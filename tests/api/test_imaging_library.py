@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from service.config import ImagingLibrarySettings, ImagingSettings, LimitSettings
+from service.config import (
+    ContentSettings,
+    ImagingLibrarySettings,
+    ImagingSettings,
+    LimitSettings,
+)
 from service.evaluation.studies import read_case
 from service.store import migrate
 from service.verify.imaging.results import FindingCode, Outcome
@@ -35,7 +40,10 @@ async def app(
     settings = api_settings(
         url, auth_server, tmp_path_factory.mktemp("imglib"),
         limits=LimitSettings(max_dicom_frames=MAX_FRAMES),
-        imaging=ImagingSettings(library=ImagingLibrarySettings(max_files=2)),
+        imaging=ImagingSettings(
+            library=ImagingLibrarySettings(max_files=2),
+            content=ContentSettings(plausibility=False),  # the references alone decide here
+        ),
     )  # fmt: skip
     async with app_client(settings, api_token) as client:
         yield client

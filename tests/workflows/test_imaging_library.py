@@ -48,7 +48,10 @@ async def library(make_database: Any, tmp_path: Path) -> AsyncIterator[tuple[Set
     """Settings on an empty database of its own (the verdicts depend on every reference)."""
     url: str = make_database("imglib")
     await migrate.upgrade(url)
-    settings = Settings(environment="test", database_url=url, data_dir=tmp_path)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        environment="test", database_url=url, data_dir=tmp_path,
+        imaging={"content": {"plausibility": False}},  # the references alone decide here
+    )  # fmt: skip
     conn = await connect(url, settings.db)
     try:
         yield settings, conn

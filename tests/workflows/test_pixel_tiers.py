@@ -5,6 +5,7 @@ labelled references say so), and the tiers that are skipped when they cannot cha
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -60,8 +61,9 @@ async def connect(make_database: Callable[[str], str]) -> Callable[[], Any]:
     return opened
 
 
-def settings() -> Settings:
-    return Settings(imaging={"patient_id_issuers": ["HOSPITAL.EXAMPLE"]})  # type: ignore[arg-type]
+def settings(**content: Any) -> Settings:
+    imaging = {"patient_id_issuers": ["HOSPITAL.EXAMPLE"], "content": content}
+    return Settings(imaging=imaging)  # type: ignore[arg-type]
 
 
 def only_dicom(folder: Path) -> Path:
@@ -108,10 +110,13 @@ async def enrol(connect: Any, embedder: ImageEmbedder, *studies: str) -> None:
         assert await enrol_study(settings(), order, source, connect, embedder=embedder) == 1
 
 
-async def check(connect: Any, embedder: ImageEmbedder | None, folder: Path) -> Any:
+async def check(
+    connect: Any, embedder: ImageEmbedder | None, folder: Path, cfg: Settings | None = None
+) -> Any:
+    cfg = cfg or settings()
     order = await read_case(folder)
-    source = folder_source(folder / "dicom", settings().pacs)
-    return (await check_study(settings(), order, source, connect, embedder=embedder)).verification
+    source = folder_source(folder / "dicom", cfg.pacs)
+    return (await check_study(cfg, order, source, connect, embedder=embedder)).verification
 
 
 def frame_print(path: Path) -> str:
@@ -167,3 +172,69 @@ async def test_the_clean_study_passes_and_the_content_tier_is_skipped_when_the_h
     assert wrong.findings == [FindingCode.MODALITY_MISMATCH]
     assert content.outcome is Outcome.NOT_APPLICABLE
     assert wrong.tiers["embeddings"]["checks"] == ["near_duplicate"]
+
+
+ARCHIVE = sorted(p.name for p in (STUDIES / "archive").iterdir() if (p / "fhir").is_dir())
+
+
+# a leg radiograph labelled chest PA, a head CT slice labelled abdomen, a 64x64 brain MR
+# labelled shoulder: the header and the order agree, only the pixels are wrong
+@pytest.mark.parametrize("case", ["dev-029", "dev-030", "dev-043"])
+async def test_pixels_that_cannot_be_the_declared_body_part_are_a_content_mismatch(
+    connect: Any, embedder: ImageEmbedder, case: str
+) -> None:
+    await enrol(connect, embedder, *ARCHIVE)
+    v = await check(connect, embedder, STUDIES / case)
+    assert v.findings == [FindingCode.CONTENT_MISMATCH]
+    content = next(c for c in v.checks if c.code is FindingCode.CONTENT_MISMATCH)
+    assert content.outcome is Outcome.FAILED and "physically implausible" in content.summary
+    physical = content.evidence["images"][0]["plausibility"]
+    assert physical["verdict"] == "IMPLAUSIBLE" and physical["rules"][0]["source"]
+    # the references alone do not find it (docs/imaging.md): the physical rules do
+    off = await check(connect, embedder, STUDIES / case, settings(plausibility=False))
+    assert off.findings == []
+
+
+def with_new_study_uid(folder: Path) -> Path:
+    """The folder's study as another, earlier study of the same patient (new UIDs)."""
+    study_uid, series_uid, sop_uid = (pydicom.uid.generate_uid() for _ in range(3))
+    path = only_dicom(folder)
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study_uid, series_uid, sop_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.save_as(path, enforce_file_format=True)
+    imaging_study = folder / "fhir" / "ImagingStudy.json"
+    resource = json.loads(imaging_study.read_text())
+    for ident in resource["identifier"]:
+        if ident.get("system") == "urn:dicom:uid":
+            ident["value"] = f"urn:oid:{study_uid}"
+    imaging_study.write_text(json.dumps(resource))
+    return folder
+
+
+async def test_a_study_nearer_another_patients_image_than_the_patients_own_prior_is_uncertain(
+    connect: Any, embedder: ImageEmbedder, tmp_path: Path
+) -> None:
+    cfg = settings(lookalike=True)
+    await enrol(connect, embedder, "dev-a01")  # another patient's chest film (WG04 RG1)
+    own = STUDIES / "dev-018"  # this patient's earlier chest film (NIH), under dev-044's patient
+    prior = with_new_study_uid(case_with_pixels_of(tmp_path / "prior", "dev-044", only_dicom(own),
+                                                   crop=0.0, gamma=1.0))  # fmt: skip
+    order = await read_case(prior)
+    source = folder_source(prior / "dicom", cfg.pacs)
+    assert await enrol_study(cfg, order, source, connect, embedder=embedder, labelled=False) == 1
+
+    same = await check(connect, embedder, STUDIES / "dev-044", cfg)  # the same chest again
+    look = next(c for c in same.checks if c.evidence.get("kind") == "prior_lookalike")
+    assert look.outcome is Outcome.PASSED, look.summary
+
+    archived = only_dicom(STUDIES / "archive" / "dev-a01")
+    other = case_with_pixels_of(tmp_path / "new", "dev-044", archived, crop=0.04, gamma=0.8)
+    v = await check(connect, embedder, other, cfg)
+    look = next(c for c in v.checks if c.evidence.get("kind") == "prior_lookalike")
+    assert look.code is FindingCode.PATIENT_ID_MISMATCH
+    assert look.outcome is Outcome.UNCERTAIN and "Possible wrong patient" in look.summary
+    seen = look.evidence["images"][0]
+    assert seen["own_prior"] - seen["other_patient"] > cfg.imaging.content.lookalike_margin
+    assert seen["other_study_uid"] == (await read_case(STUDIES / "archive" / "dev-a01")).study_uid
+    assert FindingCode.PATIENT_ID_MISMATCH not in v.findings  # never a failure: a person looks

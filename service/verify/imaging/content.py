@@ -3,19 +3,24 @@ what the header and the order agree the study is (modality, body part). Per imag
 reference within the evidence distance votes for its label with weight exp(-distance / T):
 the share of votes for labels incompatible with the declared one is the probability that the
 pixels are of something else. Bands as for pills: MATCH / UNCERTAIN (a person looks) /
-MISMATCH. An image with no reference near enough is not judged; it never passes as a match."""
+MISMATCH. An image with no reference near enough is not judged; it never passes as a match.
+The physical plausibility of the image (plausibility.py: sizes, matrix, shape) then overrules a
+lenient vote: implausible makes the image a MISMATCH, near a limit at least UNCERTAIN;
+plausible adds nothing (a plausible size does not show the anatomy), so the vote stands."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from service.verify.imaging.acquisition import modality_family
 from service.verify.imaging.bodyparts import REGIONS, related
 from service.verify.imaging.compare import result
+from service.verify.imaging.plausibility import Plausibility
+from service.verify.imaging.plausibility import Verdict as Physical
 from service.verify.imaging.results import CheckResult, FindingCode, Outcome
 
 MAX_EVIDENCE = 5  # nearest references shown per image in the evidence
@@ -67,6 +72,27 @@ class ImageContent:
     shows: Label | None  # the label with most votes
     model: str
     references: tuple[Reference, ...]
+    plausibility: Plausibility | None = None
+    voted: Verdict | None = None  # the references' verdict, when the physical rules changed it
+
+    def described(self) -> str:
+        """What the image shows, for a summary: the physical reason when that decided it."""
+        p = self.plausibility
+        if p is None or self.voted is None:
+            return str(self.shows)
+        reasons = [f.reason() for f in p.findings if f.verdict is p.verdict]
+        return f"physically {p.verdict.value.lower()}: {'; '.join(reasons)}"
+
+
+def with_plausibility(image: ImageContent, p: Plausibility) -> ImageContent:
+    """The vote's verdict, overruled by the physical rules when they object (module doc)."""
+    verdict = image.verdict
+    if p.verdict is Physical.IMPLAUSIBLE:
+        verdict = Verdict.MISMATCH
+    elif p.verdict is Physical.UNCERTAIN and verdict is not Verdict.MISMATCH:
+        verdict = Verdict.UNCERTAIN
+    voted = image.verdict if verdict is not image.verdict else None
+    return replace(image, verdict=verdict, plausibility=p, voted=voted)
 
 
 def declared_label(modality: str | None, region: str | None) -> Label | None:
@@ -126,10 +152,10 @@ def content_check(declared: Label | None, images: Sequence[ImageContent]) -> Che
         return result(code, Outcome.NOT_APPLICABLE, summary, expected=expected, **evidence)
     bad = [i for i in judged if i.verdict is Verdict.MISMATCH]
     unsure = [i for i in judged if i.verdict is Verdict.UNCERTAIN]
-    shown = [str(i.shows) for i in (bad or unsure or judged)]
+    shown = [i.described() for i in (bad or unsure or judged)]
     if bad:
-        summary = (f"The pixels of {len(bad)} of {len(judged)} judged images look like "
-                   f"{', '.join(sorted(set(shown)))}, not {declared}.")  # fmt: skip
+        summary = (f"The pixels of {len(bad)} of {len(judged)} judged images are not "
+                   f"{declared}: {'; '.join(sorted(set(shown)))}.")  # fmt: skip
         return result(code, Outcome.FAILED, summary, dicom=shown, expected=expected,
                       instances=[i.sop_uid for i in bad], **evidence)  # fmt: skip
     if unsure:
@@ -142,7 +168,16 @@ def content_check(declared: Label | None, images: Sequence[ImageContent]) -> Che
 
 
 def _evidence(i: ImageContent) -> dict[str, object]:
+    p = i.plausibility
+    physical = None if p is None else {
+        "verdict": p.verdict.value,
+        "measured": p.measured,
+        "rules": [{"measure": f.measure.value, "value": f.value, "verdict": f.verdict.value,
+                   "source": f.source} for f in p.findings],
+    }  # fmt: skip
     return {
+        "plausibility": physical,
+        "voted": i.voted.value if i.voted else None,
         "sop_uid": i.sop_uid,
         "verdict": i.verdict.value,
         "p_other": i.p_other,

@@ -3,6 +3,7 @@ Part 10 file or DICOMweb JSON metadata: `pydicom.Dataset.from_json`). No pixels,
 
 from __future__ import annotations
 
+import math
 import struct
 import warnings
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class InstanceHeader:
     rows: int | None = None
     columns: int | None = None
     transfer_syntax: str | None = None
+    # PixelSpacing, else ImagerPixelSpacing, else the functional groups' (row, column) mm
+    pixel_spacing: tuple[float, float] | None = None
 
 
 def _value(ds: Dataset, keyword: str) -> Any:
@@ -161,6 +164,18 @@ def _transfer_syntax(ds: Dataset) -> str | None:
     return _text(meta, "TransferSyntaxUID") if isinstance(meta, Dataset) else None
 
 
+def _spacing(ds: Dataset, groups: list[Dataset]) -> tuple[float, float] | None:
+    """The pixel size in mm (row, column); zero or negative spacing (0\\0 is common) is none."""
+    found = (
+        _floats(ds, "PixelSpacing", 2)
+        or _floats(ds, "ImagerPixelSpacing", 2)
+        or _in_groups(groups, "PixelMeasuresSequence", "PixelSpacing", 2)
+    )
+    if not found or min(found) <= 0 or not all(map(math.isfinite, found)):
+        return None
+    return found[0], found[1]
+
+
 def from_dataset(ds: Dataset) -> InstanceHeader:
     """Read the header fields (missing or malformed values become None, never an exception)."""
     groups = _frame_groups(ds)
@@ -199,4 +214,5 @@ def from_dataset(ds: Dataset) -> InstanceHeader:
         rows=_int(ds, "Rows"),
         columns=_int(ds, "Columns"),
         transfer_syntax=_transfer_syntax(ds),
+        pixel_spacing=_spacing(ds, groups),
     )

@@ -3,7 +3,9 @@ Header checks (free) and fingerprints (cheap) have run; here the representative 
 series are embedded with the first model of the cascade, and then
 - CONTENT_MISMATCH, only when the header and the order agree on modality and body part (else
   the header checks already said what is wrong): nearest labelled references, a verdict per
-  image; an image the first model leaves UNCERTAIN goes to the next model of the cascade;
+  image; an image the first model leaves UNCERTAIN goes to the next model of the cascade; then
+  each image's physical plausibility (its size from the header's geometry and the body
+  region of its pixels) may overrule the vote (verify/imaging/content.py);
 - near-duplicates, only when the fingerprints found none: the nearest images of other patients
   within `near_duplicate_distance` (cropped, re-windowed, resized, re-encoded copies).
 Nothing is recorded here; the vectors are returned as history for the caller to record."""
@@ -35,8 +37,10 @@ from service.verify.imaging.content import (
     declared_label,
     judge_image,
     lookalike_check,
+    with_plausibility,
 )
 from service.verify.imaging.headers import InstanceHeader
+from service.verify.imaging.plausibility import Body, Geometry, body_region, plausibility
 from service.verify.imaging.results import CheckResult, FindingCode, Outcome
 from service.verify.imaging.study import StudyOrder
 from service.vision.dicom.canvas import to_png
@@ -67,6 +71,22 @@ class EmbeddingTier:
 
     def evidence(self) -> dict[str, Any]:
         return {"checks": self.ran, "models": {m: c.as_evidence() for m, c in self.costs.items()}}
+
+
+def measured(c: Canvas) -> tuple[Geometry, Body | None]:
+    """The header's geometry of a canvas's image and its body region, in the image's own
+    pixels (`canvas` scales the frame and centres it on black: only the frame's area counts)."""
+    h = c.header
+    rows, columns, size = h.rows or 0, h.columns or 0, c.image.shape[0]
+    if rows < 1 or columns < 1:
+        return Geometry(size, size, None), None
+    scale = size / max(rows, columns)
+    nh, nw = max(1, round(rows * scale)), max(1, round(columns * scale))
+    y, x = (size - nh) // 2, (size - nw) // 2
+    body = body_region(c.image[y : y + nh, x : x + nw], (h.modality or "").upper())
+    if body is not None:
+        body = Body(round(body.rows * rows / nh), round(body.columns * columns / nw), body.inside)
+    return Geometry(rows, columns, h.pixel_spacing), body
 
 
 def representative(headers: Sequence[InstanceHeader], per_series: int) -> set[str]:
@@ -217,6 +237,11 @@ async def _content(
                 refs = [_reference(n) for n in near if n.modality and n.body_part]
                 judged[i] = judge_image(canvases[i].header.sop_uid, label, refs, bands, name)
         pending = [i for i in pending if judged[i].verdict is Verdict.UNCERTAIN]
+    if cfg.plausibility:  # after the cascade: a second model cannot answer a physical objection
+        for i, c in enumerate(canvases):
+            geometry, body = measured(c)
+            found = plausibility(label.modality, label.body_part, geometry, body)
+            judged[i] = with_plausibility(judged[i], found)
     return [judged[i] for i in range(len(canvases))]
 
 
