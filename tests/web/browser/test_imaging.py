@@ -29,14 +29,26 @@ def test_radiographer_checks_a_study_and_records_a_decision(
     f.look("study")
     f.page.get_by_role("button", name="Check this study").click()
     expect(f.page.get_by_role("heading", level=1)).to_have_text("Imaging check")
+    # The page's progress polls wait while the progress page is looked at (else it may reload
+    # into the result mid-look); each held poll is let through by this handler, exactly once,
+    # before the route is removed (unroute would hand pending polls on by itself).
     held: list[Route] = []
-    f.page.route("**/progress", lambda route: held.append(route))  # polls wait meanwhile
+    holding = [True]
+
+    def hold(route: Route) -> None:
+        if holding[0]:
+            held.append(route)
+        else:
+            route.continue_()
+
+    f.page.route("**/progress", hold)
     if f.page.get_by_test_id("progress-counts").count():  # still running: live progress
         expect(f.page.get_by_test_id("progress-text")).not_to_be_empty()
         f.look("progress", mirror=False)
-    f.page.unroute("**/progress")
+    holding[0] = False
     for route in held:
         route.continue_()
+    f.page.unroute("**/progress", hold)
     # No click: the page polls the job and reloads itself into the result.
     expect(f.page.get_by_role("heading", level=1)).to_have_text(
         "Imaging check result", timeout=120_000
