@@ -510,13 +510,6 @@ class WebSettings(BaseModel):
         "patient/Medication.rs patient/ImagingStudy.rs patient/ServiceRequest.rs "
         "patient/Endpoint.rs user/Verification.rs user/Library.cud user/Library.rs"
     )
-    standalone_scopes: str = Field(
-        "launch/patient openid fhirUser profile patient/Patient.rs "
-        "patient/MedicationRequest.rs "
-        "patient/Medication.rs patient/ImagingStudy.rs patient/ServiceRequest.rs "
-        "patient/Endpoint.rs user/Verification.rs user/Library.cud user/Library.rs",
-        description="asked when a person opens Verity directly: the EHR picks the patient",
-    )
     session_secret: SecretStr | None = Field(
         None, description="signs the session cookie; at least 32 characters"
     )
@@ -563,6 +556,11 @@ class WebSettings(BaseModel):
             except OSError as exc:
                 raise ValueError(f"cannot read VERITY_WEB__SESSION_SECRET_FILE: {exc}") from None
         return ""
+
+    @property
+    def standalone_scopes(self) -> str:
+        """Opened directly, not from a chart: the EHR picks the patient (launch/patient)."""
+        return " ".join("launch/patient" if s == "launch" else s for s in self.scopes.split())
 
     @property
     def redirect_uri(self) -> str:

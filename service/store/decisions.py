@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -62,13 +61,3 @@ async def get(conn: psycopg.AsyncConnection, verification_id: str) -> DecisionRo
     await cur.execute(f"{_SELECT} WHERE d.verification_id = %s", (verification_id,))
     row = await cur.fetchone()
     return DecisionRow(**row) if row else None
-
-
-async def first_write(conn: psycopg.AsyncConnection, verification_id: str) -> dict[str, Any] | None:
-    """The Bundle of the verification's own first EHR write (its outbox row), if it had one."""
-    cur = await conn.execute(
-        "SELECT payload FROM outbox WHERE verification_id = %s ORDER BY id LIMIT 1",
-        (verification_id,),
-    )
-    row = await cur.fetchone()
-    return dict(row[0]) if row else None

@@ -3,16 +3,12 @@ problem+json, in words a person can act on."""
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from service.errors import SessionEnded, VerityError
 from service.web.render import render
 from service.web.security import SESSION_COOKIE
-
-log = logging.getLogger(__name__)
 
 NEXT_STEP = {
     "VERITY-4600": "Start again from the EHR: open Verity from the patient's chart.",
@@ -30,8 +26,6 @@ NEXT_STEP = {
 
 def error_page(request: Request, exc: VerityError) -> HTMLResponse:
     """The error as a page with its code; a 401 also drops the dead session cookie."""
-    if exc.status >= 500:
-        log.warning("web page failed", extra={"code": exc.code, "path": request.url.path})
     response = render(
         request,
         "error.html",

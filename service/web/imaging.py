@@ -22,10 +22,11 @@ from service.web.session import (
     VerificationId,
     WebSession,
     connector,
+    posted_decision,
     save_session,
 )
 from service.workflows.chart import banner
-from service.workflows.decisions import Decision, decision_for, record_decision
+from service.workflows.decisions import decision_for, record_decision
 from service.workflows.imaging import review
 from service.workflows.imaging.study_view import earlier_checks, read_study_view, start_check
 
@@ -129,15 +130,7 @@ async def imaging_decision(
     settings: Settings = request.app.state.settings
     job, _ = await review.load(connector(request), verification_id)
     may_see(session, job)
-    if session.patient_id is None or session.fhir_user is None:
-        raise OutsideLaunchContext("a decision is recorded from the patient's chart")
-    form = await request.form()
-    action, reason = form.get("action"), form.get("reason")
-    decision = Decision(
-        action=action if isinstance(action, str) else "",
-        reason=reason.strip() or None if isinstance(reason, str) else None,
-        author_ref=session.fhir_user, author_display=session.user_name, caller=session.caller,
-    )  # fmt: skip
+    decision = await posted_decision(request, session)
     await record_decision(connector(request), settings, job.id, decision)
     return RedirectResponse(f"/app/imaging/{job.id}#decision", status_code=303)
 

@@ -35,9 +35,10 @@ from service.web.session import (
     VerificationId,
     WebSession,
     connector,
+    posted_decision,
     save_session,
 )
-from service.workflows.decisions import Decision, record_decision
+from service.workflows.decisions import record_decision
 from service.workflows.pills import review
 from service.workflows.pills.learning import accept_reference
 from service.workflows.pills.submit import MedicationSubmission, submit_medication
@@ -161,8 +162,7 @@ async def kept_picture(
     connect = connector(request)
     session.require_reader(await review.verification_patient(connect, verification_id))
     image = await review.kept_picture(connect, verification_id, name)
-    return Response(image.data, media_type=image.media_type,
-                    headers={"x-content-type-options": "nosniff"})  # fmt: skip
+    return Response(image.data, media_type=image.media_type)
 
 
 @router.get("/references/{image_id}")
@@ -171,7 +171,7 @@ async def reference_picture(
 ) -> Response:
     """A library reference picture (a product, no patient data): any signed-in person."""
     kind, data = await review.reference_picture(connector(request), image_id)
-    return Response(data, media_type=kind, headers={"x-content-type-options": "nosniff"})
+    return Response(data, media_type=kind)
 
 
 @router.post("/verifications/{verification_id}/decision")
@@ -181,12 +181,8 @@ async def decide(
     """Record the person's decision (kept in the audit, written to the EHR as mitigation)."""
     connect = connector(request)
     session.require_patient(await review.verification_patient(connect, verification_id))
-    form = await request.form()
-    reason = str(form.get("reason") or "")
-    await record_decision(connect, settings, verification_id, Decision(
-        action=str(form.get("action") or ""), reason=reason, author_ref=session.fhir_user or "",
-        author_display=session.user_name, caller=session.caller,
-    ))  # fmt: skip
+    decision = await posted_decision(request, session)
+    await record_decision(connect, settings, verification_id, decision)
     return RedirectResponse(f"/app/verifications/{verification_id}#decision", status_code=303)
 
 

@@ -28,6 +28,7 @@ from service.fhir.client import FhirClient
 from service.store import web_sessions
 from service.store.pool import Connect
 from service.web.security import CSRF_FIELD, SESSION_COOKIE, CookieSigner, check_csrf
+from service.workflows.decisions import Decision
 from service.workflows.record import Caller
 
 
@@ -183,3 +184,17 @@ def user_fhir(request: Request, session: CurrentSession) -> FhirClient:
 
 
 UserFhir = Annotated[FhirClient, Depends(user_fhir)]
+
+
+async def posted_decision(request: Request, session: WebSession) -> Decision:
+    """The person's decision from the decision form (templates/_decision.html); recorded only
+    from a patient's chart by a person the EHR named (fhirUser)."""
+    if session.patient_id is None or session.fhir_user is None:
+        raise OutsideLaunchContext("a decision is recorded from the patient's chart")
+    form = await request.form()
+    action, reason = form.get("action"), form.get("reason")
+    return Decision(
+        action=action if isinstance(action, str) else "",
+        reason=reason if isinstance(reason, str) else None,
+        author_ref=session.fhir_user, author_display=session.user_name, caller=session.caller,
+    )  # fmt: skip

@@ -98,7 +98,8 @@ async def record_decision(
         text = _TEXT.get(row.kind, _TEXT["pill"]).get(decision.action) or decision.reason or ""
         if decision.reason and decision.action != "other":
             text = f"{text}: {decision.reason}"
-        first = await decisions.first_write(conn, verification_id)
+        writes = await outbox.for_verification(conn, verification_id)
+        first = writes[0].payload if writes else None  # the verification's own write
         write = (
             mit.mitigation_write(first, mit.Mitigation(
                 decision_id, verification_id, code, text, decision.author_ref,
